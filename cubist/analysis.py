@@ -1,0 +1,657 @@
+"""Analysis of result stores: the tables of the audit, as pure functions of a DataFrame.
+
+The audit compares pruning methods with the exact sparsest MLPs of the Cubist Spiral found by
+the combinatorial search of Zhang & Papyan, "Sparsest Models Elude Pruning" (ICML 2024; see
+``ALGORITHMS.md`` §1-§3 and §5). Every function below takes the rows of one or more result
+stores (:func:`load_results`, or ``pandas.read_parquet``/duckdb on the same shards) and returns a
+new DataFrame; nothing is cached or mutated, so a notebook can rebuild every table.
+
+Conventions, the same in every table:
+
+- a run *reaches* the target when it did not diverge and ``train_acc >= target`` (the paper
+  evaluates on the training set); diverged runs never count;
+- "nnz" is the number of nonzero *weights* (``weight_nnz``; biases are recorded separately, as
+  in the paper's tables); ``effective_nnz`` counts the weights on an input-to-output path (§5);
+- search rows are ``kind == "search_masks"`` (phase 2, method ``"mask"``); pruner rows are
+  ``kind == "prune"`` with ``method`` the pruner and ``target_nnz`` the budget F. The *level*
+  of a pruner run is its budget, or its achieved ``weight_nnz`` when it had no budget;
+- the search bound that applies to a pruned architecture ``W`` is the fewest nnz the search
+  found at any searched architecture ``V`` that embeds in ``W`` (same depth, ``V_i <= W_i``):
+  every mask of ``V`` is also a mask of ``W``, so pruning ``W`` can in principle find it;
+- ties are broken deterministically: higher ``train_acc``, then the smaller ``run_id``.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from .masks import effective_masks, mask_counts
+from .store import COLUMNS, ResultStore, row_masks, row_weights
+
+SEARCH_KIND = "search_masks"
+DENSE_KIND = "search_widths"
+PRUNE_KIND = "prune"
+SEARCH_LABEL = "search"          # the search's row in the headline table
+NEVER = "never reached"          # marker of a method whose runs never reached the target
+NO_RUNS = "no runs"              # marker of an expected method without any rows
+EXACT_MAX_WIDTH = 6              # exact permutation search for hidden widths up to this
+
+
+class ResultsError(ValueError):
+    """Bad analysis input (missing or empty store, unknown run id, target never reached)."""
+
+
+# -- loading ---------------------------------------------------------------------------------
+def widths_key(widths) -> tuple[int, ...]:
+    """A hashable ``(d0, d1, ..., dL)`` from a list, array or tuple of widths."""
+    if widths is None or (isinstance(widths, float) and math.isnan(widths)):
+        return ()
+    return tuple(int(w) for w in widths)
+
+
+def widths_label(widths) -> str:
+    """``2-3-3-3-1`` for printing."""
+    return "-".join(str(w) for w in widths_key(widths))
+
+
+def load_results(paths) -> pd.DataFrame:
+    """All rows of one or more result store directories, one per ``run_id`` (first kept).
+
+    ``widths`` become tuples (hashable, for grouping). Raises :class:`ResultsError` for a path
+    that is missing, not a directory, or holds no result shards.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise ResultsError("no result directory given")
+    frames = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise ResultsError(f"result directory {path} does not exist")
+        if not os.path.isdir(path):
+            raise ResultsError(f"{path} is not a result directory")
+        store = ResultStore(path)
+        if not store.shards():
+            raise ResultsError(f"result directory {path} holds no results (no part-*.parquet shards)")
+        frames.append(store.load())
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    df = df.drop_duplicates("run_id", keep="first").reset_index(drop=True)
+    return _normalise(df)
+
+
+def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with tuple widths and the flags analysis relies on filled in."""
+    df = df.copy()
+    for c in COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    df["widths"] = [widths_key(w) for w in df["widths"]]
+    df["diverged"] = df["diverged"].astype("boolean").fillna(False).astype(bool)
+    for c in ("train_acc", "weight_nnz", "effective_nnz", "dead_units", "target_nnz"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    return df
+
+
+def has_widths(df: pd.DataFrame, widths) -> pd.Series:
+    """Boolean Series: the row's architecture is ``widths``."""
+    w = widths_key(widths)
+    return pd.Series([widths_key(v) == w for v in df["widths"]], index=df.index, dtype=bool)
+
+
+def reached(df: pd.DataFrame, target: float) -> pd.Series:
+    """Boolean Series: the run did not diverge and ``train_acc >= target``."""
+    acc = pd.to_numeric(df["train_acc"], errors="coerce")
+    div = df["diverged"].astype("boolean").fillna(False).astype(bool)
+    return (acc >= target).fillna(False).astype(bool) & ~div
+
+
+def _mask_key(df: pd.DataFrame) -> pd.Series:
+    """Identity of a run's mask (its packed bits and shapes); the run id when it has none."""
+    return pd.Series([(bytes(b), str([list(s) for s in sh])) if b is not None else ("run", r)
+                      for b, sh, r in zip(df["mask_bits"], df["mask_shapes"], df["run_id"])],
+                     index=df.index, dtype=object)
+
+
+def _best_run(rows: pd.DataFrame) -> pd.Series:
+    """The representative of tied rows: highest train_acc, then the smallest run_id."""
+    return rows.sort_values(["train_acc", "run_id"], ascending=[False, True], na_position="last").iloc[0]
+
+
+# -- the search ------------------------------------------------------------------------------
+def sparsest_search(df: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Per searched width tuple: the fewest weight nnz of a mask reaching ``target``.
+
+    Columns: ``widths``, ``search_nnz`` (NaN when no mask reached the target), ``masks_reaching``
+    (distinct masks at that nnz with at least one run reaching the target), ``masks_at_nnz``
+    (distinct masks tried at that nnz), ``masks_tried`` and ``runs`` (all levels),
+    ``best_acc`` and ``run_id`` (best run at that nnz).
+    """
+    df = _normalise(df)
+    rows = df[df["kind"] == SEARCH_KIND].copy()
+    cols = ["widths", "search_nnz", "masks_reaching", "masks_at_nnz", "masks_tried", "runs", "best_acc", "run_id"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    rows["_ok"] = reached(rows, target)
+    rows["_mask"] = _mask_key(rows)
+    out = []
+    for w, g in rows.groupby("widths", sort=True):
+        rec = {"widths": w, "search_nnz": np.nan, "masks_reaching": 0, "masks_at_nnz": 0,
+               "masks_tried": int(g["_mask"].nunique()), "runs": len(g), "best_acc": np.nan, "run_id": None}
+        ok = g[g["_ok"]]
+        if not ok.empty:
+            nnz = ok["weight_nnz"].min()
+            level_ok = ok[ok["weight_nnz"] == nnz]
+            best = _best_run(level_ok)
+            rec.update(search_nnz=nnz, masks_reaching=int(level_ok["_mask"].nunique()),
+                       masks_at_nnz=int(g.loc[g["weight_nnz"] == nnz, "_mask"].nunique()),
+                       best_acc=best["train_acc"], run_id=best["run_id"])
+        out.append(rec)
+    table = pd.DataFrame(out, columns=cols)
+    return table.sort_values(["search_nnz", "widths"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def embeds(small, large) -> bool:
+    """Whether architecture ``small`` is a sub-architecture of ``large`` (same depth, all widths <=)."""
+    small, large = widths_key(small), widths_key(large)
+    return len(small) == len(large) and all(a <= b for a, b in zip(small, large))
+
+
+def search_bound(search: pd.DataFrame, widths) -> float:
+    """The fewest nnz of :func:`sparsest_search` over searched architectures embedding in ``widths``."""
+    vals = [n for w, n in zip(search["widths"], search["search_nnz"]) if embeds(w, widths) and not pd.isna(n)]
+    return float(min(vals)) if vals else np.nan
+
+
+def smallest_dense(df: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Phase 1: dense sub-architectures (``kind == "search_widths"``) reaching ``target``.
+
+    One row per architecture with ``runs``, ``reached_runs``, ``best_acc`` and ``dense_nnz``
+    (its weight count), sorted by weight count; ``minimal`` marks those with no reaching
+    architecture strictly inside them (the paper's candidates).
+    """
+    df = _normalise(df)
+    rows = df[df["kind"] == DENSE_KIND].copy()
+    cols = ["widths", "dense_nnz", "runs", "reached_runs", "best_acc", "minimal"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    rows["_ok"] = reached(rows, target)
+    out = []
+    for w, g in rows.groupby("widths", sort=True):
+        ok = g[g["_ok"]]
+        out.append({"widths": w, "dense_nnz": dense_weights(w), "runs": len(g), "reached_runs": len(ok),
+                     "best_acc": ok["train_acc"].max() if len(ok) else np.nan})
+    table = pd.DataFrame(out)
+    good = [w for w, r in zip(table["widths"], table["reached_runs"]) if r > 0]
+    table["minimal"] = [r > 0 and not any(v != w and embeds(v, w) for v in good)
+                        for w, r in zip(table["widths"], table["reached_runs"])]
+    return table.sort_values(["dense_nnz", "widths"], kind="stable").reset_index(drop=True)[cols]
+
+
+def dense_weights(widths) -> int:
+    """Weight count of the dense MLP with these widths."""
+    w = widths_key(widths)
+    return int(sum(a * b for a, b in zip(w, w[1:])))
+
+
+# -- the pruners -----------------------------------------------------------------------------
+def _prune_rows(df: pd.DataFrame, target: float) -> pd.DataFrame:
+    rows = _normalise(df)
+    rows = rows[rows["kind"] == PRUNE_KIND].copy()
+    rows["level"] = rows["target_nnz"].where(rows["target_nnz"].notna(), rows["weight_nnz"])
+    rows["_ok"] = reached(rows, target)
+    return rows
+
+
+def success_rates(df: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Per (widths, method, level): ``runs``, ``reached_runs`` and ``success_rate`` (their ratio).
+
+    The level is the budget ``target_nnz`` (achieved ``weight_nnz`` when there is none), so runs
+    of every hyper-parameter and seed at one budget are pooled. Also the mean achieved
+    ``weight_nnz`` and ``effective_nnz`` and the best ``train_acc`` of non-diverged runs.
+    """
+    rows = _prune_rows(df, target)
+    cols = ["widths", "method", "level", "runs", "reached_runs", "success_rate", "diverged_runs",
+            "mean_weight_nnz", "mean_effective_nnz", "best_acc"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    rows["_acc"] = rows["train_acc"].where(~rows["diverged"])
+    g = rows.groupby(["widths", "method", "level"], sort=True)
+    out = g.agg(runs=("run_id", "size"), reached_runs=("_ok", "sum"), diverged_runs=("diverged", "sum"),
+                mean_weight_nnz=("weight_nnz", "mean"), mean_effective_nnz=("effective_nnz", "mean"),
+                best_acc=("_acc", "max")).reset_index()
+    out["reached_runs"] = out["reached_runs"].astype(int)
+    out["diverged_runs"] = out["diverged_runs"].astype(int)
+    out["success_rate"] = out["reached_runs"] / out["runs"]
+    return out[cols]
+
+
+def method_frontier(df: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Per (widths, method): the sparsest level at which the method reached ``target``.
+
+    Best over hyper-parameters and seeds. Columns: ``runs``, ``reached_runs``, ``min_level``
+    (smallest budget with a run reaching the target), ``min_weight_nnz`` and
+    ``min_effective_nnz`` (smallest achieved counts among reaching runs), ``success_rate`` (at
+    ``min_level``), ``search_nnz`` (the bound of :func:`search_bound`), ``ratio``
+    (``min_weight_nnz / search_nnz``) and ``run_id`` (sparsest reaching run, ties broken by
+    accuracy then id). A method that never reached the target has NaN levels and ratio.
+    """
+    rows = _prune_rows(df, target)
+    cols = ["widths", "method", "runs", "reached_runs", "min_level", "min_weight_nnz", "min_effective_nnz",
+            "success_rate", "search_nnz", "ratio", "best_acc", "run_id"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    search = sparsest_search(df, target)
+    rates = success_rates(df, target).set_index(["widths", "method", "level"])["success_rate"]
+    out = []
+    for (w, m), g in rows.groupby(["widths", "method"], sort=True):
+        ok = g[g["_ok"]]
+        rec = {"widths": w, "method": m, "runs": len(g), "reached_runs": len(ok), "min_level": np.nan,
+               "min_weight_nnz": np.nan, "min_effective_nnz": np.nan, "success_rate": 0.0,
+               "search_nnz": search_bound(search, w), "ratio": np.nan, "best_acc": np.nan, "run_id": None}
+        if not ok.empty:
+            best = _best_run(ok[ok["weight_nnz"] == ok["weight_nnz"].min()])
+            level = ok["level"].min()
+            rec.update(min_level=level, min_weight_nnz=best["weight_nnz"],
+                       min_effective_nnz=ok["effective_nnz"].min(), success_rate=float(rates[(w, m, level)]),
+                       best_acc=best["train_acc"], run_id=best["run_id"])
+            if rec["search_nnz"] > 0:
+                rec["ratio"] = rec["min_weight_nnz"] / rec["search_nnz"]
+        out.append(rec)
+    return pd.DataFrame(out, columns=cols)
+
+
+def headline(df: pd.DataFrame, target: float, methods=None) -> pd.DataFrame:
+    """The audit's headline: the search's sparsest models next to every method's sparsest run.
+
+    One row per searched architecture (``method == "search"``) and per (widths, method) of the
+    pruners, plus one ``"no runs"`` row for every name in ``methods`` without rows. ``nnz`` is
+    the fewest weight nnz reaching ``target``; ``rank`` orders all rows by it (ties share a
+    rank, the search listed first); ``status`` is ``"ok"``, ``"never reached"`` (NaN nnz) or
+    ``"no runs"``.
+    """
+    cols = ["rank", "method", "widths", "nnz", "effective_nnz", "search_nnz", "ratio", "success_rate",
+            "runs", "reached_runs", "best_acc", "status", "run_id"]
+    search = sparsest_search(df, target)
+    front = method_frontier(df, target)
+    rows = []
+    for _, s in search.iterrows():
+        rows.append({"method": SEARCH_LABEL, "widths": s["widths"], "nnz": s["search_nnz"],
+                     "effective_nnz": s["search_nnz"], "search_nnz": s["search_nnz"],
+                     "ratio": 1.0 if not pd.isna(s["search_nnz"]) else np.nan,
+                     "success_rate": (s["masks_reaching"] / s["masks_at_nnz"]) if s["masks_at_nnz"] else np.nan,
+                     "runs": s["runs"], "reached_runs": s["masks_reaching"], "best_acc": s["best_acc"],
+                     "status": "ok" if not pd.isna(s["search_nnz"]) else NEVER, "run_id": s["run_id"], "_o": 0})
+    for _, f in front.iterrows():
+        rows.append({"method": f["method"], "widths": f["widths"], "nnz": f["min_weight_nnz"],
+                     "effective_nnz": f["min_effective_nnz"], "search_nnz": f["search_nnz"], "ratio": f["ratio"],
+                     "success_rate": f["success_rate"], "runs": f["runs"], "reached_runs": f["reached_runs"],
+                     "best_acc": f["best_acc"], "status": "ok" if f["reached_runs"] else NEVER,
+                     "run_id": f["run_id"], "_o": 1})
+    present = set(front["method"]) if len(front) else set()
+    for m in methods or ():
+        if m not in present and m != SEARCH_LABEL:
+            rows.append({"method": m, "widths": (), "nnz": np.nan, "effective_nnz": np.nan, "search_nnz": np.nan,
+                         "ratio": np.nan, "success_rate": np.nan, "runs": 0, "reached_runs": 0,
+                         "best_acc": np.nan, "status": NO_RUNS, "run_id": None, "_o": 2})
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    table = pd.DataFrame(rows)
+    table["rank"] = table["nnz"].rank(method="min").astype("Int64")
+    table = table.sort_values(["nnz", "_o", "method", "widths"], na_position="last", kind="stable")
+    return table[cols].reset_index(drop=True)
+
+
+# -- effective sparsity ----------------------------------------------------------------------
+def with_mask_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose missing ``weight_nnz``/``effective_nnz``/``dead_units`` are computed from the masks."""
+    df = _normalise(df)
+    need = df[["weight_nnz", "effective_nnz", "dead_units"]].isna().any(axis=1) & df["mask_bits"].notna()
+    for i in df.index[need]:
+        counts = mask_counts(row_masks(df.loc[i]))
+        for c in ("weight_nnz", "effective_nnz", "dead_units"):
+            if pd.isna(df.at[i, c]):
+                df.at[i, c] = float(counts[c])
+    return df
+
+
+def effective_sparsity(df: pd.DataFrame) -> pd.DataFrame:
+    """Nominal against effective nnz (§5) per (kind, widths, method, level).
+
+    ``inactive`` = ``weight_nnz - effective_nnz``: nonzero weights on no input-to-output path.
+    Columns are means over runs, plus ``runs_with_inactive`` and ``runs_with_dead`` (fractions).
+    """
+    df = with_mask_counts(df)
+    cols = ["kind", "widths", "method", "level", "runs", "weight_nnz", "effective_nnz", "inactive",
+            "inactive_frac", "dead_units", "runs_with_inactive", "runs_with_dead"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df["level"] = df["target_nnz"].where(df["target_nnz"].notna(), df["weight_nnz"])
+    df["inactive"] = df["weight_nnz"] - df["effective_nnz"]
+    df["_any_inactive"] = df["inactive"] > 0
+    df["_any_dead"] = df["dead_units"] > 0
+    df["kind"] = df["kind"].fillna("")
+    df["method"] = df["method"].fillna("")
+    out = df.groupby(["kind", "widths", "method", "level"], sort=True, dropna=False).agg(
+        runs=("run_id", "size"), weight_nnz=("weight_nnz", "mean"), effective_nnz=("effective_nnz", "mean"),
+        inactive=("inactive", "mean"), dead_units=("dead_units", "mean"),
+        runs_with_inactive=("_any_inactive", "mean"), runs_with_dead=("_any_dead", "mean")).reset_index()
+    out["inactive_frac"] = out["inactive"] / out["weight_nnz"].where(out["weight_nnz"] > 0)
+    return out[cols]
+
+
+# -- curves ----------------------------------------------------------------------------------
+def overparam_curve(df: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Smallest nnz reaching ``target`` against the starting width of the pruned network.
+
+    One row per (method, widths) of the pruner runs: ``start_width`` (the widest hidden layer;
+    the hidden width of a uniform MLP), ``dense_nnz`` (weights before pruning), ``nnz``
+    (fewest weight nnz reaching the target, NaN if never), ``effective_nnz`` and the search
+    bound ``search_nnz``. Sorted by method and width.
+    """
+    front = method_frontier(df, target)
+    cols = ["method", "widths", "start_width", "dense_nnz", "nnz", "effective_nnz", "search_nnz", "runs"]
+    if front.empty:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame({
+        "method": front["method"], "widths": front["widths"],
+        "start_width": [max(w[1:-1]) if len(w) > 2 else 0 for w in front["widths"]],
+        "dense_nnz": [dense_weights(w) for w in front["widths"]],
+        "nnz": front["min_weight_nnz"], "effective_nnz": front["min_effective_nnz"],
+        "search_nnz": front["search_nnz"], "runs": front["runs"]})
+    return out.sort_values(["method", "start_width", "dense_nnz"], kind="stable").reset_index(drop=True)[cols]
+
+
+def accuracy_vs_nnz(df: pd.DataFrame) -> pd.DataFrame:
+    """One point per non-diverged run: ``kind``, ``method``, ``widths``, ``weight_nnz``,
+    ``effective_nnz``, ``train_acc`` (the scatter of the Pareto plot)."""
+    df = _normalise(df)
+    df = df[~df["diverged"] & df["train_acc"].notna() & df["weight_nnz"].notna()]
+    cols = ["run_id", "kind", "method", "widths", "target_nnz", "weight_nnz", "effective_nnz", "train_acc"]
+    return df[cols].reset_index(drop=True)
+
+
+def pareto_front(points: pd.DataFrame, x: str = "weight_nnz", y: str = "train_acc", by=None) -> pd.DataFrame:
+    """The staircase of best ``y`` at or below each ``x`` (non-dominated points), per group ``by``.
+
+    Returns ``[by..., x, y]`` rows of the non-dominated points only: each has strictly higher
+    ``y`` than every point with smaller or equal ``x``.
+    """
+    by = [by] if isinstance(by, str) else list(by or [])
+    cols = by + [x, y]
+    if points.empty:
+        return pd.DataFrame(columns=cols)
+    out = []
+    groups = points.groupby(by, sort=True) if by else [((), points)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        best = g.groupby(x)[y].max().sort_index()
+        run = -np.inf
+        for xv, yv in best.items():
+            if yv > run:
+                run = yv
+                out.append(dict(zip(by, key), **{x: xv, y: yv}))
+    return pd.DataFrame(out, columns=cols)
+
+
+def search_frontier(df: pd.DataFrame) -> pd.DataFrame:
+    """The search's accuracy/nnz Pareto front (pooled over searched architectures)."""
+    pts = accuracy_vs_nnz(df)
+    return pareto_front(pts[pts["kind"] == SEARCH_KIND])
+
+
+# -- masks up to hidden-unit symmetry -----------------------------------------------------------
+def compact_masks(masks) -> list[np.ndarray]:
+    """The effective weights (§5) with every hidden unit that carries none of them removed."""
+    eff = effective_masks(masks)
+    keep = [np.ones(eff[0].shape[1], dtype=bool)]
+    for l in range(len(eff) - 1):
+        keep.append(eff[l].any(axis=1) | eff[l + 1].any(axis=0))
+    keep.append(np.ones(eff[-1].shape[0], dtype=bool))
+    return [m[keep[l + 1]][:, keep[l]] for l, m in enumerate(eff)]
+
+
+def pad_masks(masks, widths) -> list[np.ndarray]:
+    """Masks grown to ``widths`` with empty units appended (the same function, more zeros)."""
+    widths = widths_key(widths)
+    out = []
+    for l, m in enumerate(masks):
+        m = np.asarray(m) != 0
+        p = np.zeros((widths[l + 1], widths[l]), dtype=bool)
+        p[: m.shape[0], : m.shape[1]] = m
+        out.append(p)
+    return out
+
+
+def mask_widths(masks) -> tuple[int, ...]:
+    return (int(masks[0].shape[1]),) + tuple(int(m.shape[0]) for m in masks)
+
+
+@lru_cache(maxsize=16)
+def _perms(d: int) -> np.ndarray:
+    return np.array(list(itertools.permutations(range(d))), dtype=np.int64).reshape(-1, d)
+
+
+def _identity(d: int) -> np.ndarray:
+    return np.arange(d, dtype=np.int64)[None, :]
+
+
+def _pair_overlap(A: np.ndarray, B: np.ndarray, p_in: np.ndarray, p_out: np.ndarray) -> np.ndarray:
+    """``G[q, p] = sum_ij A[i, j] * B[p_out[q][i], p_in[p][j]]`` for all permutation pairs."""
+    Bq = B[p_out]                                                      # (nq, out, in)
+    C = np.einsum("ij,qik->qjk", A.astype(np.int64), Bq.astype(np.int64))  # (nq, in, in)
+    d = A.shape[1]
+    return C[:, np.arange(d)[None, :], p_in].sum(axis=-1)              # (nq, np)
+
+
+def _exact_overlap(A, B) -> int:
+    """Max shared nonzeros over joint hidden-unit permutations: DP along the layer chain.
+
+    With ``P_h`` the permutation of hidden layer ``h`` (inputs and output fixed), the overlap
+    is a sum of terms each coupling two consecutive ``P``, so the maximum is a Viterbi pass
+    over permutations: cost ``sum_h d_h! d_{h+1}! d_h`` instead of ``prod_h d_h!``.
+    """
+    w = mask_widths(A)
+    perms = [_identity(w[0])] + [_perms(d) for d in w[1:-1]] + [_identity(w[-1])]
+    value = np.zeros(1, dtype=np.int64)                                 # over perms of the input layer
+    for l in range(len(A)):
+        G = _pair_overlap(A[l], B[l], perms[l], perms[l + 1])           # (n_{l+1}, n_l)
+        value = (G + value[None, :]).max(axis=1)
+    return int(value.max())
+
+
+def _assign(S: np.ndarray) -> np.ndarray:
+    """Permutation ``p`` maximising ``sum_i S[i, p[i]]`` (Hungarian; greedy if scipy is missing)."""
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError:  # greedy: take the largest remaining entry
+        d = S.shape[0]
+        p, used_r, used_c = np.zeros(d, dtype=np.int64), set(), set()
+        for flat in np.argsort(-S, axis=None, kind="stable"):
+            i, j = divmod(int(flat), d)
+            if i not in used_r and j not in used_c:
+                p[i] = j
+                used_r.add(i)
+                used_c.add(j)
+        return p
+    r, c = linear_sum_assignment(S, maximize=True)
+    p = np.zeros(S.shape[0], dtype=np.int64)
+    p[r] = c
+    return p
+
+
+def _overlap_given(A, B, perms) -> int:
+    return int(sum((A[l] & B[l][perms[l + 1]][:, perms[l]]).sum() for l in range(len(A))))
+
+
+def _heuristic_overlap(A, B, rounds: int = 50) -> int:
+    """A lower bound on the max overlap: coordinate ascent, one linear assignment per hidden layer.
+
+    Fixing every other layer's permutation, the overlap is linear in ``P_h`` (an assignment
+    problem over the rows of ``W_h`` and columns of ``W_{h+1}``), solved exactly; sweeps repeat
+    until nothing improves. Started from the identity. The value is achieved by an actual joint
+    permutation, so it never overstates the overlap.
+    """
+    w = mask_widths(A)
+    perms = [np.arange(d) for d in w]
+    best = _overlap_given(A, B, perms)
+    for _ in range(rounds):
+        for h in range(1, len(w) - 1):
+            Ai, Bi = A[h - 1].astype(np.int64), B[h - 1][:, perms[h - 1]].astype(np.int64)
+            Ao, Bo = A[h].astype(np.int64), B[h][perms[h + 1]].astype(np.int64)
+            # S[i, k]: shared weights if unit i of A is matched with unit k of B
+            S = Ai @ Bi.T + Ao.T @ Bo
+            perms[h] = _assign(S)
+        value = _overlap_given(A, B, perms)
+        if value <= best:
+            break
+        best = value
+    return best
+
+
+def max_shared_weights(a, b, exact_max_width: int = EXACT_MAX_WIDTH) -> tuple[int, bool]:
+    """Most nonzero weights two masks share under joint permutations of their hidden units.
+
+    Hidden units are interchangeable jointly (permuting hidden layer ``l`` permutes the rows of
+    ``W_l`` and the columns of ``W_{l+1}``; inputs and output are labelled, ALGORITHMS.md §3).
+    Masks of different widths are padded with empty units to the common widths. Returns
+    ``(shared, exact)``: exact by dynamic programming when every hidden width is at most
+    ``exact_max_width``, otherwise a lower bound from :func:`_heuristic_overlap`.
+    """
+    a = [np.asarray(m) != 0 for m in a]
+    b = [np.asarray(m) != 0 for m in b]
+    wa, wb = mask_widths(a), mask_widths(b)
+    if len(wa) != len(wb) or wa[0] != wb[0] or wa[-1] != wb[-1]:
+        raise ValueError(f"masks of widths {wa} and {wb} have different depth, inputs or outputs")
+    common = tuple(max(x, y) for x, y in zip(wa, wb))
+    a, b = pad_masks(a, common), pad_masks(b, common)
+    if max(common[1:-1], default=0) <= exact_max_width:
+        return _exact_overlap(a, b), True
+    return _heuristic_overlap(a, b), False
+
+
+def same_orbit(a, b) -> bool:
+    """Whether two masks of the same widths are equal up to joint hidden-unit permutations.
+
+    Exact for hidden widths up to ``EXACT_MAX_WIDTH``; beyond, a True is certain (a permutation
+    mapping one mask onto the other was found) but a False may miss a match.
+    """
+    a = [np.asarray(m) != 0 for m in a]
+    b = [np.asarray(m) != 0 for m in b]
+    if mask_widths(a) != mask_widths(b):
+        return False
+    na, nb = sum(int(m.sum()) for m in a), sum(int(m.sum()) for m in b)
+    if na != nb:
+        return False
+    shared, _ = max_shared_weights(a, b)
+    return shared == na
+
+
+def mask_overlap(df: pd.DataFrame, target: float, exact_max_width: int = EXACT_MAX_WIDTH) -> pd.DataFrame:
+    """Overlap of every pruner run reaching ``target`` with the search's sparsest masks.
+
+    A run's mask is compacted (:func:`compact_masks`: only its effective weights, units that
+    carry none removed) and compared with every distinct sparsest search mask (fewest nnz
+    reaching the target) of the searched architectures giving the run's :func:`search_bound`.
+    ``shared`` is the best :func:`max_shared_weights` over them; ``shared_frac`` divides it by
+    the search nnz; ``same_orbit`` is True when the run's effective mask *is* a sparsest mask up
+    to hidden-unit symmetry; ``exact`` is False when the heuristic bound was used.
+    """
+    cols = ["run_id", "method", "widths", "weight_nnz", "effective_nnz", "search_nnz", "shared",
+            "shared_frac", "same_orbit", "exact"]
+    rows = _prune_rows(df, target)
+    rows = rows[rows["_ok"] & rows["mask_bits"].notna()]
+    search = sparsest_search(df, target)
+    if rows.empty or search["search_nnz"].isna().all():
+        return pd.DataFrame(columns=cols)
+    srows = _normalise(df)
+    srows = srows[(srows["kind"] == SEARCH_KIND) & reached(srows, target) & srows["mask_bits"].notna()]
+    sparsest = {}
+    for _, s in search.dropna(subset=["search_nnz"]).iterrows():
+        level = srows[has_widths(srows, s["widths"]) & (srows["weight_nnz"] == s["search_nnz"])]
+        level = level.loc[~_mask_key(level).duplicated()]
+        sparsest[s["widths"]] = [compact_masks(row_masks(r)) for _, r in level.iterrows()]
+    out = []
+    for _, r in rows.sort_values(["method", "widths", "run_id"]).iterrows():
+        bound = search_bound(search, r["widths"])
+        if pd.isna(bound):
+            continue
+        mine = compact_masks(row_masks(r))
+        nnz = sum(int(m.sum()) for m in mine)
+        best, exact, orbit = -1, True, False
+        for w, n in zip(search["widths"], search["search_nnz"]):
+            if n != bound or not embeds(w, r["widths"]):
+                continue
+            for theirs in sparsest.get(w, []):
+                if len(mask_widths(theirs)) != len(mask_widths(mine)):
+                    continue
+                shared, ex = max_shared_weights(mine, theirs, exact_max_width)
+                if shared > best:
+                    best, exact = shared, ex
+                orbit = orbit or (shared == nnz == sum(int(m.sum()) for m in theirs))
+        if best < 0:
+            continue
+        out.append({"run_id": r["run_id"], "method": r["method"], "widths": r["widths"],
+                    "weight_nnz": r["weight_nnz"], "effective_nnz": float(nnz), "search_nnz": bound,
+                    "shared": best, "shared_frac": best / bound, "same_orbit": orbit, "exact": exact})
+    return pd.DataFrame(out, columns=cols)
+
+
+def overlap_summary(overlap: pd.DataFrame) -> pd.DataFrame:
+    """Per (widths, method): runs compared, mean and max ``shared_frac``, runs in a sparsest orbit."""
+    cols = ["widths", "method", "runs", "mean_shared_frac", "max_shared_frac", "same_orbit_runs", "all_exact"]
+    if overlap.empty:
+        return pd.DataFrame(columns=cols)
+    out = overlap.groupby(["widths", "method"], sort=True).agg(
+        runs=("run_id", "size"), mean_shared_frac=("shared_frac", "mean"), max_shared_frac=("shared_frac", "max"),
+        same_orbit_runs=("same_orbit", "sum"), all_exact=("exact", "all")).reset_index()
+    out["same_orbit_runs"] = out["same_orbit_runs"].astype(int)
+    return out[cols]
+
+
+# -- selecting runs --------------------------------------------------------------------------
+def select_runs(df: pd.DataFrame, run_ids) -> pd.DataFrame:
+    """The rows of ``run_ids`` in the order given; :class:`ResultsError` names any unknown id."""
+    ids = list(run_ids)
+    known = set(df["run_id"])
+    missing = [r for r in ids if r not in known]
+    if missing:
+        raise ResultsError(f"unknown run id{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    by_id = df.drop_duplicates("run_id").set_index("run_id", drop=False)
+    return by_id.loc[ids].reset_index(drop=True)
+
+
+def best_run(df: pd.DataFrame, method: str, target: float, widths=None) -> pd.Series:
+    """The sparsest run of ``method`` reaching ``target`` (``"search"`` or ``"mask"``: the search).
+
+    Fewest weight nnz, then highest accuracy, then smallest run id; optionally only rows of
+    ``widths``. Raises :class:`ResultsError` when no such run reached the target.
+    """
+    df = _normalise(df)
+    if method in (SEARCH_LABEL, "mask"):
+        rows = df[df["kind"] == SEARCH_KIND]
+    else:
+        rows = df[df["method"] == method]
+    if widths is not None:
+        rows = rows[has_widths(rows, widths)]
+    if rows.empty:
+        where = f" of widths {widths_label(widths)}" if widths is not None else ""
+        raise ResultsError(f"no runs of method {method!r}{where} in the results")
+    ok = rows[reached(rows, target)]
+    if ok.empty:
+        raise ResultsError(f"no run of method {method!r} reached train accuracy {target} "
+                           f"(best {rows.loc[~rows['diverged'], 'train_acc'].max():.4f})")
+    return _best_run(ok[ok["weight_nnz"] == ok["weight_nnz"].min()])
+
+
+def model_from_row(row):
+    """The trained network of a result row: ``MaskedMLP(widths, masks, params=weights)``."""
+    from .model import MaskedMLP
+    if row.get("weights") is None or row.get("mask_bits") is None:
+        raise ResultsError(f"run {row.get('run_id')} kept no weights or mask to rebuild it from")
+    return MaskedMLP(widths_key(row["widths"]), row_masks(row), params=row_weights(row), init_width=None)

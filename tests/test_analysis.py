@@ -1,0 +1,291 @@
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cubist import analysis as A
+from cubist.masks import mask_counts
+
+from handmade import MASK_A, TARGET, W3, W16, full_mask, prune_rows, random_mask, row, search_rows, write_store
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return search_rows() + prune_rows()
+
+
+@pytest.fixture(scope="module")
+def df(tmp_path_factory, rows):
+    a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
+    write_store(a, rows[:8])
+    write_store(b, rows[8:] + rows[:2])  # two duplicated run ids across stores
+    return A.load_results([a, b])
+
+
+def _id(rows, **match):
+    for r in rows:
+        if all(r[k] == v for k, v in match.items()):
+            return r["run_id"]
+    raise KeyError(match)
+
+
+# -- loading ---------------------------------------------------------------------------------
+def test_load_results_one_row_per_run(df, rows):
+    assert len(df) == len(rows)
+    assert df["run_id"].is_unique
+    assert set(df["widths"]) == {W3, W16, (2, 2, 2, 2, 1)}
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "file"])
+def test_load_results_bad_input(tmp_path, make):
+    path = tmp_path / "store"
+    if make == "empty":
+        path.mkdir()
+    elif make == "file":
+        path.write_text("x")
+    with pytest.raises(A.ResultsError, match="store"):
+        A.load_results(path)
+    with pytest.raises(A.ResultsError):
+        A.load_results([])
+
+
+def test_tables_rebuild_from_duckdb(df, tmp_path, rows):
+    duckdb = pytest.importorskip("duckdb")
+    write_store(tmp_path, rows)
+    raw = duckdb.sql(f"select * from read_parquet('{tmp_path}/*.parquet')").df()
+    pd.testing.assert_frame_equal(A.sparsest_search(raw, TARGET), A.sparsest_search(df, TARGET))
+    pd.testing.assert_frame_equal(A.method_frontier(raw, TARGET), A.method_frontier(df, TARGET))
+
+
+# -- the search ------------------------------------------------------------------------------
+def test_sparsest_search(df, rows):
+    s = A.sparsest_search(df, TARGET)
+    assert list(s["widths"]) == [W3, (2, 2, 2, 2, 1)]
+    top = s.iloc[0]
+    # 18-nnz masks: one diverged (acc 0.99 does not count), one at 0.94
+    assert top["search_nnz"] == 20
+    assert top["masks_reaching"] == 2           # A (one seed of two) and B; C failed
+    assert top["masks_at_nnz"] == 3
+    assert top["masks_tried"] == 6 and top["runs"] == 7
+    assert top["best_acc"] == 0.97
+    assert top["run_id"] == _id(rows, kind="search_masks", train_acc=0.97)
+    never = s.iloc[1]
+    assert math.isnan(never["search_nnz"]) and never["masks_reaching"] == 0 and pd.isna(never["run_id"])
+
+
+def test_sparsest_search_target_boundary(df):
+    s = A.sparsest_search(df, 0.99).set_index("widths")
+    assert s.loc[[W3], "search_nnz"].item() == 25     # the diverged 0.99 at 18 does not count
+
+
+def test_search_bound_embeds():
+    s = pd.DataFrame({"widths": [W3, (2, 2, 2, 2, 1)], "search_nnz": [20.0, 30.0]})
+    assert A.search_bound(s, W16) == 20
+    assert A.search_bound(s, (2, 2, 3, 3, 1)) == 30
+    assert math.isnan(A.search_bound(s, (2, 1, 1, 1, 1)))
+    assert math.isnan(A.search_bound(s, (2, 16, 16, 1)))
+
+
+def test_smallest_dense():
+    rows_ = [row("search_widths", "dense", w, full_mask(w), acc)
+             for w, acc in [((2, 3, 3, 3, 1), 0.96), ((2, 3, 3, 4, 1), 0.97), ((2, 2, 3, 3, 1), 0.90),
+                            ((2, 4, 2, 2, 1), 0.951)]]
+    t = A.smallest_dense(pd.DataFrame(rows_), TARGET).set_index("widths")
+    assert t.loc[[(2, 3, 3, 3, 1)], "minimal"].item() and not t.loc[[(2, 3, 3, 4, 1)], "minimal"].item()
+    assert t.loc[[(2, 4, 2, 2, 1)], "minimal"].item() and not t.loc[[(2, 2, 3, 3, 1)], "minimal"].item()
+    assert t.loc[[(2, 3, 3, 3, 1)], "dense_nnz"].item() == 6 + 9 + 9 + 3
+
+
+# -- the pruners -----------------------------------------------------------------------------
+def test_success_rates(df):
+    r = A.success_rates(df, TARGET).set_index(["widths", "method", "level"])
+    assert r.loc[(W3, "imp", 24.0), "success_rate"] == 0.5
+    assert r.loc[(W3, "imp", 22.0), "success_rate"] == 1.0
+    assert r.loc[(W3, "imp", 21.0), "success_rate"] == 0.0
+    assert r.loc[(W3, "random", 26.0), "diverged_runs"] == 1
+    assert r.loc[(W3, "random", 26.0), "reached_runs"] == 0
+
+
+def test_method_frontier(df, rows):
+    f = A.method_frontier(df, TARGET)
+    pick = lambda w, m: f[A.has_widths(f, w) & (f["method"] == m)].squeeze()  # noqa: E731
+    imp = pick(W3, "imp")
+    assert imp["min_level"] == 22 and imp["min_weight_nnz"] == 22 and imp["success_rate"] == 1.0
+    assert imp["search_nnz"] == 20 and imp["ratio"] == pytest.approx(1.1)
+    tied = sorted(r["run_id"] for r in rows if r["method"] == "imp" and r["target_nnz"] == 22)
+    assert imp["run_id"] == tied[0]                     # equal accuracy: smaller run id
+    assert imp["runs"] == 5 and imp["reached_runs"] == 3
+    rnd = pick(W3, "random")
+    assert rnd["reached_runs"] == 0 and math.isnan(rnd["min_weight_nnz"]) and math.isnan(rnd["ratio"])
+    assert rnd["success_rate"] == 0 and pd.isna(rnd["run_id"])
+    wide = pick(W16, "imp")                          # exactly at the target counts; bound via (3,3,3)
+    assert wide["min_weight_nnz"] == 20 and wide["search_nnz"] == 20 and wide["ratio"] == 1.0
+
+
+def test_headline(df):
+    h = A.headline(df, TARGET, methods=["imp", "snip", "random", "dwf"])
+    assert list(zip(h["method"], h["widths"], h["rank"].tolist())) == [
+        ("search", W3, 1), ("imp", W16, 1), ("imp", W3, 3), ("snip", W3, 3),
+        ("search", (2, 2, 2, 2, 1), pd.NA), ("random", W3, pd.NA), ("dwf", (), pd.NA)]
+    st = h.set_index("method")["status"]
+    assert st["random"] == A.NEVER and st["dwf"] == A.NO_RUNS and st["snip"] == "ok"
+    assert math.isnan(h.set_index("method").loc["dwf", "nnz"])
+
+
+def test_headline_without_search_rows(df):
+    h = A.headline(df[df["kind"] == "prune"], TARGET)
+    assert "search" not in set(h["method"]) and h["search_nnz"].isna().all()
+
+
+def test_headline_empty():
+    assert A.headline(pd.DataFrame(columns=["run_id", "kind"]), TARGET).empty
+
+
+# -- effective sparsity ----------------------------------------------------------------------
+def test_effective_sparsity(df):
+    e = A.effective_sparsity(df).set_index(["kind", "widths", "method", "level"])
+    r = df[(df["method"] == "imp") & (df["widths"] == W16) & (df["target_nnz"] == 20)].iloc[0]
+    c = mask_counts(A.row_masks(r))
+    got = e.loc[("prune", W16, "imp", 20.0)]
+    assert got["weight_nnz"] == 20 and got["effective_nnz"] == c["effective_nnz"]
+    assert got["inactive"] == 20 - c["effective_nnz"] and got["dead_units"] == c["dead_units"]
+    assert got["runs_with_dead"] == float(c["dead_units"] > 0)
+
+
+def test_effective_counts_from_masks_when_missing(df):
+    blank = df.copy()
+    blank["effective_nnz"] = None
+    blank["dead_units"] = None
+    pd.testing.assert_frame_equal(A.effective_sparsity(blank), A.effective_sparsity(df))
+
+
+# -- curves ----------------------------------------------------------------------------------
+def test_overparam_curve(df):
+    c = A.overparam_curve(df, TARGET)
+    imp = c[c["method"] == "imp"]
+    assert list(imp["start_width"]) == [3, 16] and list(imp["nnz"]) == [22, 20]
+    assert list(imp["dense_nnz"]) == [27, 2 * 16 + 256 + 256 + 16]
+    assert math.isnan(c[c["method"] == "random"]["nnz"].item())
+
+
+def test_pareto_front():
+    pts = pd.DataFrame({"m": ["a"] * 5 + ["b"], "weight_nnz": [10, 10, 12, 15, 20, 5],
+                        "train_acc": [0.8, 0.85, 0.84, 0.9, 0.9, 0.5]})
+    p = A.pareto_front(pts, by="m")
+    assert list(zip(p["m"], p["weight_nnz"], p["train_acc"])) == [
+        ("a", 10, 0.85), ("a", 15, 0.9), ("b", 5, 0.5)]
+
+
+def test_search_frontier_skips_diverged(df):
+    f = A.search_frontier(df)
+    assert 18 in set(f["weight_nnz"])               # the 0.94 mask, not the diverged 0.99 one
+    assert f.set_index("weight_nnz").loc[18, "train_acc"] == 0.94
+    assert list(f["weight_nnz"]) == [10, 18, 20, 25]
+
+
+def test_accuracy_vs_nnz(df):
+    pts = A.accuracy_vs_nnz(df)
+    assert len(pts) == len(df) - 2 and not pts["run_id"].isin(df.loc[df["diverged"], "run_id"]).any()
+
+
+# -- masks up to symmetry ---------------------------------------------------------------------
+def permute_hidden(masks, perms):
+    """Joint permutation: hidden layer h by perms[h-1]; inputs and output fixed."""
+    full = [np.arange(masks[0].shape[1])] + list(perms) + [np.arange(masks[-1].shape[0])]
+    return [m[full[l + 1]][:, full[l]] for l, m in enumerate(masks)]
+
+
+def brute_force_overlap(a, b):
+    widths = A.mask_widths(a)
+    best = 0
+    for perms in itertools.product(*[itertools.permutations(range(d)) for d in widths[1:-1]]):
+        pb = permute_hidden(b, [np.array(p) for p in perms])
+        best = max(best, sum(int((x & y).sum()) for x, y in zip(a, pb)))
+    return best
+
+
+@pytest.mark.parametrize("widths,seed", [((2, 3, 3, 3, 1), 0), ((2, 3, 2, 4, 1), 1), ((2, 4, 4, 1), 2),
+                                          ((2, 3, 3, 3, 1), 3)])
+def test_max_shared_weights_matches_brute_force(widths, seed):
+    total = sum(a * b for a, b in zip(widths[1:], widths))
+    a = random_mask(widths, total // 2, seed)
+    b = random_mask(widths, total // 2 + 1, seed + 50)
+    shared, exact = A.max_shared_weights(a, b)
+    assert exact and shared == brute_force_overlap(a, b)
+    heur, exact = A.max_shared_weights(a, b, exact_max_width=0)
+    assert not exact and heur <= shared                 # the heuristic is a lower bound
+    assert heur >= sum(int((x & y).sum()) for x, y in zip(a, b))  # never worse than the identity
+
+
+def test_permuted_mask_is_same_orbit():
+    rng = np.random.default_rng(0)
+    b = permute_hidden(MASK_A, [rng.permutation(3) for _ in range(3)])
+    nnz = sum(int(m.sum()) for m in MASK_A)
+    assert A.max_shared_weights(MASK_A, b) == (nnz, True)
+    assert A.same_orbit(MASK_A, b)
+    other = random_mask(W3, nnz, 99)
+    assert A.same_orbit(other, other)
+    assert A.same_orbit(MASK_A, other) == (brute_force_overlap(MASK_A, other) == nnz)
+
+
+def test_max_shared_weights_pads_widths():
+    small = full_mask((2, 1, 1, 1))
+    big = A.pad_masks(small, (2, 3, 2, 1))
+    big = permute_hidden(big, [np.array([2, 0, 1]), np.array([1, 0])])
+    assert A.max_shared_weights(small, big) == (4, True)
+    with pytest.raises(ValueError):
+        A.max_shared_weights(small, full_mask((3, 1, 1, 1)))
+
+
+def test_compact_masks_drops_dead_units_and_inactive_weights():
+    m = full_mask(W3)
+    m[1][:, 2] = False          # hidden-1 unit 2 has no outgoing weight: its input weights are inactive
+    m[2][1, :] = False          # hidden-3 unit 1 has no input: its output weight is inactive
+    c = A.compact_masks(m)
+    assert A.mask_widths(c) == (2, 2, 3, 2, 1)
+    assert sum(int(x.sum()) for x in c) == mask_counts(m)["effective_nnz"]
+
+
+def test_mask_overlap_table(df, rows):
+    rng = np.random.default_rng(3)
+    perm = permute_hidden(MASK_A, [rng.permutation(3) for _ in range(3)])
+    wide = permute_hidden(A.pad_masks(MASK_A, W16), [rng.permutation(16) for _ in range(3)])
+    extra = [row("prune", "perm", W3, perm, 0.96, target_nnz=20),
+             row("prune", "wide", W16, wide, 0.97, target_nnz=20),
+             row("prune", "fail", W3, perm, 0.5, target_nnz=20)]
+    both = pd.concat([df, A._normalise(pd.DataFrame(extra))], ignore_index=True)
+    o = A.mask_overlap(both, TARGET).set_index("method")
+    eff = sum(int(m.sum()) for m in A.compact_masks(MASK_A))
+    for method in ("perm", "wide"):
+        assert o.loc[method, "same_orbit"] and o.loc[method, "shared"] == eff and o.loc[method, "exact"]
+        assert o.loc[method, "search_nnz"] == 20 and o.loc[method, "shared_frac"] == eff / 20
+    assert "fail" not in o.index and "random" not in o.index   # only runs that reached the target
+    imp = o.loc[["imp"]]
+    assert len(imp) == 5 and not imp["same_orbit"].any()
+    s = A.overlap_summary(A.mask_overlap(both, TARGET)).set_index("method")
+    assert s.loc["perm", "same_orbit_runs"] == 1 and s.loc["perm", "max_shared_frac"] == eff / 20
+
+
+# -- selecting runs --------------------------------------------------------------------------
+def test_select_and_best_run(df, rows):
+    ids = [rows[2]["run_id"], rows[0]["run_id"]]
+    assert list(A.select_runs(df, ids)["run_id"]) == ids
+    with pytest.raises(A.ResultsError, match="unknown run id nope"):
+        A.select_runs(df, [ids[0], "nope"])
+    assert A.best_run(df, "imp", TARGET)["weight_nnz"] == 20
+    assert A.best_run(df, "imp", TARGET, widths=W3)["weight_nnz"] == 22
+    assert A.best_run(df, "search", TARGET)["run_id"] == _id(rows, kind="search_masks", train_acc=0.97)
+    with pytest.raises(A.ResultsError, match="random.*reached"):
+        A.best_run(df, "random", TARGET)
+    with pytest.raises(A.ResultsError, match="no runs"):
+        A.best_run(df, "dwf", TARGET)
+
+
+def test_model_from_row_reproduces_weights(df):
+    r = df.iloc[0]
+    model = A.model_from_row(r)
+    for (w, b), (w0, b0) in zip(model.params_numpy(), A.row_weights(r)):
+        np.testing.assert_array_equal(w, w0)
+        np.testing.assert_array_equal(b, b0)
