@@ -1,0 +1,53 @@
+"""Pruning methods audited against the sparsest Cubist Spiral MLPs (Zhang & Papyan, ICML 2024).
+
+Layout, top to bottom:
+
+- :mod:`pruners.layers`: prunable layers with a leading replica axis (:class:`BatchedMLP`, an
+  ensemble of R spiral MLPs as one module) and masking of plain modules (Linear / Conv2d);
+- :mod:`pruners.masking`, :mod:`pruners.density`, :mod:`pruners.schedules`: exact top-k that
+  respects the current mask, per-layer density schemes, pruning schedules;
+- :mod:`pruners.optim`, :mod:`pruners.train`: per-replica SGD and the paper's training protocol;
+- :mod:`pruners.base`: the registry (:data:`METHODS`, :func:`register`), the strategy
+  :class:`Method` whose one extension point is :meth:`Method.scores`, and :class:`PruneContext`;
+- :mod:`pruners.procedures`: at_init / cycles / gradual / after_training, shared by all methods;
+- ``pruners/methods*.py``: the methods (imp, lrr, gmp, random, snip, grasp, synflow here;
+  reparametrised ones in their own modules), loaded by :func:`load_methods`;
+- :mod:`pruners.runner`: the batched spiral sweep (:func:`run_sweep`), :mod:`pruners.cli`:
+  ``cubist prune``.
+
+Adding a method: see the docstring of :mod:`pruners.base` (subclass :class:`Method` with a
+config dataclass, override ``scores``, decorate with :func:`register`, put it in
+``pruners/methods_<name>.py``).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from .base import (METHODS, AfterTrainingConfig, AtInitConfig, CyclesConfig, EpochStats, GradualConfig, Method,
+                   MethodConfig, PruneContext, get_method, register)
+from .layers import BatchedLinear, BatchedMLP, Prunable, attach_masks, prunable_layers
+
+_loaded = False
+
+
+def load_methods() -> dict:
+    """Import every ``pruners.methods*`` module (registering their methods); returns :data:`METHODS`."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+            if info.name.startswith("methods"):
+                importlib.import_module(f"{__name__}.{info.name}")
+    return METHODS
+
+
+def run_sweep(config, **kwargs):
+    """The batched spiral sweep; see :func:`pruners.runner.run_sweep`."""
+    from .runner import run_sweep as _run
+    return _run(config, **kwargs)
+
+
+__all__ = ["METHODS", "Method", "MethodConfig", "AtInitConfig", "CyclesConfig", "GradualConfig",
+           "AfterTrainingConfig", "EpochStats", "PruneContext", "register", "get_method", "load_methods",
+           "BatchedLinear", "BatchedMLP", "Prunable", "attach_masks", "prunable_layers", "run_sweep"]

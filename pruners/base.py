@@ -1,0 +1,374 @@
+"""The pruning framework: method registry, the strategy interface, and the pruning context.
+
+How to add a method
+-------------------
+1. Write a config dataclass (frozen; every field with ``metadata={"help": ...}``) that subclasses
+   the config of the *procedure* the method follows (below). Its fields become CLI flags of
+   ``cubist prune`` and are recorded in every result row's ``params``.
+2. Subclass :class:`Method`, set ``name``, ``Config`` and ``procedure``, and override the ONE
+   extension point :meth:`Method.scores`: one tensor per prunable layer, shaped
+   ``(R, *weight_shape)``, higher = keep. Decorate the class with :func:`register`::
+
+       @register
+       class Magnitude(Method):
+           name = "mag"
+           Config = OneShotConfig
+           procedure = "after_training"
+           def scores(self, ctx):
+               return [layer.weight().detach().abs() for layer in ctx.layers]
+
+   Budgets, schedules, top-k, masks, biases, optimiser and training are shared; a method never
+   applies a mask itself.
+3. Optional training-time hooks (default no-ops), for methods that change how the network is
+   trained (PILoT, spred, STR, DWF): :meth:`Method.setup` (install a reparametrisation with
+   :meth:`pruners.layers.Prunable.set_reparam`), :meth:`Method.penalty` (added to the loss),
+   :meth:`Method.after_step`, :meth:`Method.after_epoch` (per-replica train accuracy in
+   ``stats``), :meth:`Method.after_prune` (adjust masks after a pruning event, keeping the
+   counts) and :meth:`Method.finalize` (collapse the reparametrisation into the raw weight
+   before the final prune to the target count).
+4. Put the class in a module ``pruners/methods*.py`` (e.g. ``pruners/methods_reparam.py``):
+   :func:`pruners.load_methods` imports every such module, so the method appears in
+   :data:`METHODS`, in ``cubist prune --method`` and in :func:`pruners.run_sweep`.
+
+Procedures (``Method.procedure``; implemented once in :mod:`pruners.procedures`):
+
+- ``"at_init"``: prune to the target at initialisation, in ``rounds`` rounds without training
+  between them (1 = one shot: SNIP, GraSP, random; 100 exponential: SynFlow), then train.
+- ``"cycles"``: train, prune a fraction of the survivors, rewind (weights to init or step k =
+  IMP / lottery tickets, or only the LR schedule = LRR), repeat until the target; then train.
+- ``"gradual"``: prune on the cubic schedule during one training run (GMP, Zhu & Gupta 2017).
+- ``"after_training"``: train (with the method's hooks), finalize, prune to the target, then
+  optionally fine-tune (PILoT, spred, STR, DWF).
+
+Replicas: every tensor a method sees has a leading replica axis ``R`` (an ensemble of spiral
+MLPs trained at once, or ``R = 1`` for a plain module such as a CNN). Targets are per replica:
+``ctx.targets[r]`` is the exact number of weight nonzeros replica ``r`` ends with. Methods must
+treat replicas independently (no reductions across the replica axis) and draw randomness from
+``ctx.generator(r)`` so that a batched run equals the same runs done one by one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+import numpy as np
+import torch
+
+from . import density
+from .layers import Prunable, update_bias_masks
+from .masking import topk_keep
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .train import Trainer
+
+SCOPES = ("global", "layer")
+PRUNABLE = ("all", "hidden")
+PROCEDURES = ("at_init", "cycles", "gradual", "after_training")
+
+
+# -- configs ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MethodConfig:
+    """Options every method shares. Subclass it (via a procedure config) for a method's own."""
+
+    scope: str = field(default="global", metadata={
+        "help": "global: one top-k over all prunable layers; layer: per-layer counts from --density-scheme"})
+    density_scheme: str = field(default="uniform", metadata={
+        "help": "per-layer densities when scope=layer: " + " | ".join(density.SCHEMES)})
+    prunable: str = field(default="all", metadata={
+        "help": "all: every weight layer is pruned; hidden: the last layer stays dense (counted in the target)"})
+
+    def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r}; choose from {', '.join(SCOPES)}")
+        if self.density_scheme not in density.SCHEMES:
+            raise ValueError(f"unknown density scheme {self.density_scheme!r}; choose from {', '.join(density.SCHEMES)}")
+        if self.prunable not in PRUNABLE:
+            raise ValueError(f"unknown prunable {self.prunable!r}; choose from {', '.join(PRUNABLE)}")
+
+    def to_params(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class AtInitConfig(MethodConfig):
+    """Prune at initialisation (``rounds`` rounds, exponential targets), then train."""
+
+    rounds: int = field(default=1, metadata={"help": "pruning rounds at init (exponential schedule)"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+
+
+@dataclass(frozen=True)
+class CyclesConfig(MethodConfig):
+    """Train-prune-rewind cycles until the target, then a last training run."""
+
+    rate: float = field(default=0.2, metadata={"help": "fraction of the surviving weights pruned per round"})
+    rewind: str = field(default="init", metadata={
+        "help": "after each prune: init (weights to init, LTH) | step (weights to step --rewind-step, WR) | "
+                "lr (keep weights and momentum, restart only the LR schedule, LRR)"})
+    rewind_step: int = field(default=0, metadata={"help": "optimiser step k for rewind=step"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.rate < 1:
+            raise ValueError(f"rate must be in (0, 1), got {self.rate}")
+        if self.rewind not in ("init", "step", "lr"):
+            raise ValueError(f"unknown rewind {self.rewind!r}; choose init, step or lr")
+        if self.rewind_step < 0:
+            raise ValueError(f"rewind_step must be >= 0, got {self.rewind_step}")
+
+
+@dataclass(frozen=True)
+class GradualConfig(MethodConfig):
+    """Prune during one training run, ``n_t = F + (N - F)(1 - t/T)^3`` (Zhu & Gupta 2017)."""
+
+    prune_steps: int = field(default=200, metadata={"help": "number of pruning events T"})
+    start_frac: float = field(default=0.0, metadata={
+        "help": "fraction of training before the first pruning event (uncertain in the paper)"})
+    end_frac: float = field(default=0.6, metadata={
+        "help": "fraction of training at the last pruning event (uncertain; the rest fine-tunes)"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.prune_steps < 1:
+            raise ValueError(f"prune_steps must be >= 1, got {self.prune_steps}")
+        if not 0 <= self.start_frac < self.end_frac <= 1:
+            raise ValueError(f"need 0 <= start_frac < end_frac <= 1, got {self.start_frac}, {self.end_frac}")
+
+
+@dataclass(frozen=True)
+class AfterTrainingConfig(MethodConfig):
+    """Train (with the method's hooks), prune to the target, optionally fine-tune."""
+
+    finetune_epochs: int = field(default=0, metadata={"help": "epochs of fine-tuning after the final prune"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.finetune_epochs < 0:
+            raise ValueError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+
+
+PROCEDURE_CONFIGS = {"at_init": AtInitConfig, "cycles": CyclesConfig, "gradual": GradualConfig,
+                     "after_training": AfterTrainingConfig}
+
+
+# -- the strategy ----------------------------------------------------------------------------
+@dataclass
+class EpochStats:
+    """What :meth:`Method.after_epoch` is told: per-replica tensors ``(R,)``."""
+
+    epoch: int                 # 0-based epoch within the current training call
+    epochs: int                # length of the current training call
+    train_acc: torch.Tensor    # running accuracy over the epoch's batches (``track_accuracy``)
+    loss: torch.Tensor         # mean training loss over the epoch's batches
+
+
+class Method:
+    """A pruning strategy. Override :meth:`scores`; everything else has shared defaults."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = AtInitConfig
+    procedure: ClassVar[str] = "at_init"
+    #: ask the trainer for per-replica running train accuracy in :class:`EpochStats`
+    track_accuracy: ClassVar[bool] = False
+
+    def __init__(self, config: MethodConfig | None = None):
+        self.config = config if config is not None else self.Config()
+        if not isinstance(self.config, self.Config):
+            raise TypeError(f"{self.name} expects a {self.Config.__name__}, got {type(self.config).__name__}")
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.config})"
+
+    def params(self) -> dict:
+        """The hyper-parameters recorded in each result row (``params``)."""
+        return {"method": self.name, "procedure": self.procedure, **self.config.to_params()}
+
+    # the extension point
+    def scores(self, ctx: "PruneContext") -> list[torch.Tensor]:
+        """One score tensor per layer of ``ctx.layers``, ``(R, *weight_shape)``; higher = keep.
+
+        Scores of already-masked weights are ignored (pruned stays pruned); NaN counts as
+        lowest. Called whenever the procedure prunes.
+        """
+        raise NotImplementedError
+
+    # optional hooks
+    def setup(self, ctx: "PruneContext") -> None:
+        """Before the first training call (after the initial state is saved)."""
+
+    def penalty(self, ctx: "PruneContext") -> torch.Tensor | None:
+        """A regulariser added to the loss at every step: a scalar, or ``(R,)`` summed over replicas."""
+        return None
+
+    def after_step(self, ctx: "PruneContext") -> None:
+        """After every optimiser step (masks are already re-applied)."""
+
+    def after_epoch(self, ctx: "PruneContext", stats: EpochStats) -> None:
+        """After every epoch of every training call."""
+
+    def after_prune(self, ctx: "PruneContext") -> None:
+        """After every pruning event (e.g. random pruning's flow repair via ``ctx.set_masks``)."""
+
+    def finalize(self, ctx: "PruneContext") -> None:
+        """Before the final prune to the target (collapse reparametrisations here)."""
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: add a :class:`Method` subclass to :data:`METHODS` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise ValueError(f"method {cls.name!r} is already registered by {METHODS[cls.name].__name__}")
+    if cls.procedure not in PROCEDURES:
+        raise ValueError(f"{cls.__name__}: unknown procedure {cls.procedure!r}; choose from {', '.join(PROCEDURES)}")
+    if not issubclass(cls.Config, PROCEDURE_CONFIGS[cls.procedure]):
+        raise ValueError(f"{cls.__name__}.Config must subclass {PROCEDURE_CONFIGS[cls.procedure].__name__}")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    from . import load_methods
+    load_methods()
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+# -- the context -----------------------------------------------------------------------------
+class PruneContext:
+    """Everything a method may look at or ask for, for ``R`` replicas pruned together.
+
+    ``layers``: the prunable layers (:class:`~pruners.layers.Prunable`; views are ``(R, ...)``);
+    ``all_layers``: every maskable layer (``layers`` minus the dense ones when
+    ``prunable="hidden"``); ``targets``: ``(R,)`` int64, the exact final weight nonzeros;
+    ``trainer``: the :class:`~pruners.train.Trainer` (data, optimiser, training calls).
+    """
+
+    def __init__(self, model, trainer: "Trainer", all_layers: list[Prunable], targets, config: MethodConfig,
+                 *, seeds, method_name: str = "", input_shape=None):
+        self.model = model
+        self.trainer = trainer
+        self.all_layers = all_layers
+        self.config = config
+        self.layers = all_layers[:-1] if config.prunable == "hidden" else list(all_layers)
+        if not self.layers:
+            raise ValueError("no prunable layers")
+        self.R = all_layers[0].R
+        self.device = all_layers[0].mask.device
+        self.targets = torch.as_tensor(np.asarray(targets, dtype=np.int64)).reshape(-1)
+        if len(self.targets) != self.R:
+            raise ValueError(f"{len(self.targets)} targets for {self.R} replicas")
+        self.seeds = [int(s) for s in seeds]
+        self.method_name = method_name
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.extra: list[dict] = [{} for _ in range(self.R)]
+        self.round = 0  # index of the current pruning round / event, set by the procedures
+        self._generators: dict[int, torch.Generator] = {}
+        fixed = self.fixed_nnz()
+        total = self.prunable_numel()
+        if bool(((self.targets - fixed) < 1).any()) or bool(((self.targets - fixed) > total).any()):
+            raise ValueError(f"targets must lie in [{int(fixed.max()) + 1}, {int(fixed.min()) + total}] "
+                             f"(dense layers hold {int(fixed.max())} weights, prunable layers {total})")
+
+    # counts ----------------------------------------------------------------------------
+    def prunable_numel(self) -> int:
+        """N: weights per replica in the prunable layers."""
+        return sum(l.numel for l in self.layers)
+
+    def fixed_nnz(self) -> torch.Tensor:
+        """(R,) weight nonzeros of the layers that are not pruned."""
+        fixed = [l for l in self.all_layers if all(l is not p for p in self.layers)]
+        out = torch.zeros(self.R, dtype=torch.int64)
+        for l in fixed:
+            out += (l.mask != 0).reshape(self.R, -1).sum(1).cpu()
+        return out
+
+    def budgets(self) -> torch.Tensor:
+        """(R,) final nonzeros of the prunable layers: ``targets - fixed_nnz``."""
+        return self.targets - self.fixed_nnz()
+
+    def nnz(self) -> torch.Tensor:
+        """(R,) current weight nonzeros of the prunable layers."""
+        return sum((l.mask != 0).reshape(self.R, -1).sum(1).cpu() for l in self.layers)
+
+    def weight_nnz(self) -> torch.Tensor:
+        """(R,) current weight nonzeros of all layers."""
+        return sum((l.mask != 0).reshape(self.R, -1).sum(1).cpu() for l in self.all_layers)
+
+    # data and randomness ---------------------------------------------------------------
+    def generator(self, r: int) -> torch.Generator:
+        """Replica ``r``'s CPU generator for the method's randomness (seeded by seed and method)."""
+        if r not in self._generators:
+            h = sum(ord(c) * 31 ** i for i, c in enumerate(self.method_name)) % (2 ** 31)
+            self._generators[r] = torch.Generator().manual_seed(int(self.seeds[r]) * 1_000_003 + h)
+        return self._generators[r]
+
+    def batch(self, size: int | None = None):
+        """A scoring batch per replica: the first ``size`` points of its epoch-0 data order.
+
+        Returns ``(x, y)`` with a leading replica axis (plain modules: ``R = 1`` squeezed away by
+        :meth:`loss`). ``size=None``: the trainer's batch size.
+        """
+        return self.trainer.scoring_batch(size)
+
+    def loss(self, x, y) -> torch.Tensor:
+        """(R,) per-replica mean loss of the current model on per-replica batches."""
+        return self.trainer.replica_losses(x, y)
+
+    def record(self, key: str, values) -> None:
+        """Store a per-replica value (sequence of length R, or a scalar for all) in the rows' metrics."""
+        if not isinstance(values, (list, tuple, np.ndarray, torch.Tensor)):
+            values = [values] * self.R
+        for r, v in enumerate(values):
+            self.extra[r][key] = v.item() if hasattr(v, "item") else v
+
+    # pruning ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def prune_to(self, counts, scores: list[torch.Tensor]) -> None:
+        """Keep exactly ``counts[r]`` weights of the prunable layers in replica ``r``.
+
+        Only weights that survive so far can be kept. With ``scope="global"`` one top-k runs
+        over all prunable layers; with ``scope="layer"`` the density scheme splits each count
+        over the layers (capped by what survives in each). Afterwards the bias rule is applied,
+        masked weights are zeroed and the optimiser's state for them is cleared.
+        """
+        counts = torch.as_tensor(np.asarray(counts, dtype=np.int64)).reshape(-1)
+        if len(scores) != len(self.layers):
+            raise ValueError(f"{len(scores)} score tensors for {len(self.layers)} layers")
+        current = [(l.mask != 0).reshape(self.R, -1) for l in self.layers]
+        flat = [s.detach().reshape(self.R, -1).to(device=self.device, dtype=torch.float32) for s in scores]
+        nnz = torch.stack([c.sum(1).cpu() for c in current], 1)  # (R, L)
+        if bool((counts > nnz.sum(1)).any()):
+            raise ValueError("cannot keep more weights than survive")
+        if self.config.scope == "global":
+            keep = topk_keep(torch.cat(flat, 1), torch.cat(current, 1), counts.to(self.device))
+            keeps = torch.split(keep, [c.shape[1] for c in current], dim=1)
+        else:
+            shapes = [l.shape for l in self.layers]
+            per_layer = density.layer_counts(self.config.density_scheme, shapes, counts.numpy(), caps=nnz.numpy())
+            per_layer = torch.as_tensor(per_layer)
+            keeps = [topk_keep(f, c, per_layer[:, i].to(self.device)) for i, (f, c) in enumerate(zip(flat, current))]
+        self.set_masks([k.reshape(l.mask.shape) for k, l in zip(keeps, self.layers)])
+
+    @torch.no_grad()
+    def set_masks(self, masks: list[torch.Tensor]) -> None:
+        """Install boolean masks ``(R, *shape)`` on the prunable layers (no budget check)."""
+        for l, m in zip(self.layers, masks):
+            l.mask.copy_(m.to(l.mask.dtype))
+        update_bias_masks(self.all_layers)
+        for l in self.all_layers:
+            l.zero_masked_()
+        self.trainer.masks_changed()
+
+
+MethodFactory = Callable[[MethodConfig], Method]
