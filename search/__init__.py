@@ -1,0 +1,10 @@
+"""Combinatorial search for the sparsest masks of the Cubist Spiral (Zhang & Papyan 2024, §3)."""
+from .enumerate import (  # noqa: F401
+    canonical_mask, count_masks, enumerate_masks, iter_mask_batches, orbit_key, orbit_keys, rank_ranges,
+    write_masks_parquet,
+)
+
+__all__ = [
+    "canonical_mask", "count_masks", "enumerate_masks", "iter_mask_batches", "orbit_key", "orbit_keys",
+    "rank_ranges", "write_masks_parquet",
+]
