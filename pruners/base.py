@@ -321,9 +321,15 @@ class PruneContext:
         """
         return self.trainer.scoring_batch(size)
 
-    def loss(self, x, y) -> torch.Tensor:
-        """(R,) per-replica mean loss of the current model on per-replica batches."""
-        return self.trainer.replica_losses(x, y)
+    def loss(self, x, y, temperature: float = 1.0) -> torch.Tensor:
+        """(R,) per-replica mean loss of the current model (outputs / ``temperature``) on
+        per-replica batches; sum it before ``backward`` (replicas do not interact)."""
+        return self.trainer.replica_losses(x, y, temperature)
+
+    def input_ones(self) -> torch.Tensor:
+        """An all-ones input, one example per replica: ``(R, 1, *input_shape)``."""
+        shape = self.input_shape or tuple(self.trainer.X.shape[1:])
+        return torch.ones(self.R, 1, *shape, device=self.device)
 
     def record(self, key: str, values) -> None:
         """Store a per-replica value (sequence of length R, or a scalar for all) in the rows' metrics."""

@@ -113,7 +113,7 @@ def flow_repair(mask: list[torch.Tensor], counts: torch.Tensor, generator_for) -
             for axis in (1, 0):  # rows without inputs, then columns without outputs
                 empty = (~chan.any(dim=axis)).nonzero().flatten().tolist()
                 for u in empty:
-                    other = chan.shape[1 - axis]
+                    other = chan.shape[axis]
                     v = int(torch.randint(other, (1,), generator=g))
                     o, i = (u, v) if axis == 1 else (v, u)
                     k = int(torch.randint(int(np.prod(mr.shape[2:])) or 1, (1,), generator=g))

@@ -68,6 +68,7 @@ class Trainer:
         self.epoch_counter = 0   # global: data order
         self.step_counter = 0    # global: optimiser steps taken
         self.diverged = torch.zeros(self.R, dtype=torch.bool, device=self.device)
+        self.epoch_callbacks: list[Callable[[], None]] = []  # e.g. a progress bar, after every epoch
         self.optimizer = None
         self.reset_optimizer()
 
@@ -120,10 +121,14 @@ class Trainer:
             out = out.squeeze(-1)
         return out if self.batched else out.unsqueeze(0)
 
-    def replica_losses(self, x, y) -> torch.Tensor:
-        """(R,) mean loss per replica; ``x``: ``(R, B, ...)`` (batched) or ``(1, B, ...)`` (plain)."""
-        out = self._replica_out(self.model(x if self.batched else x[0]))
-        return self._loss(out, y)
+    def replica_outputs(self, x) -> torch.Tensor:
+        """Model outputs with a leading replica axis; ``x``: ``(R, B, ...)`` or ``(1, B, ...)`` (plain)."""
+        return self._replica_out(self.model(x if self.batched else x[0]))
+
+    def replica_losses(self, x, y, temperature: float = 1.0) -> torch.Tensor:
+        """(R,) mean loss per replica of the outputs divided by ``temperature``."""
+        out = self.replica_outputs(x)
+        return self._loss(out / temperature if temperature != 1.0 else out, y)
 
     def _loss(self, out, y) -> torch.Tensor:
         if self.loss_kind == "bce":
@@ -211,6 +216,8 @@ class Trainer:
             self._check_divergence()
             if after_epoch is not None:
                 after_epoch(e, epochs, correct / (steps * bs), loss_sum / steps)
+            for cb in self.epoch_callbacks:
+                cb()
 
     @torch.no_grad()
     def _check_divergence(self) -> None:
@@ -221,8 +228,9 @@ class Trainer:
         self.diverged |= ~ok
 
     @torch.no_grad()
-    def evaluate(self, X, y, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(self, X, y, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(accuracy, mean loss) per replica ``(R,)`` on a shared set (``logit > 0`` = class 1)."""
+        chunk = chunk or max(256, (1 << 22) // (self.R * 16))
         X = torch.as_tensor(X, device=self.device)
         y = torch.as_tensor(y, device=self.device).to(self.y.dtype)
         correct = torch.zeros(self.R, device=self.device, dtype=torch.float64)

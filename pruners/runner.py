@@ -1,0 +1,269 @@
+"""The spiral pruning sweep: every target x lr x schedule x seed, R runs trained as one model.
+
+Each run follows the paper's protocol (Zhang & Papyan, ICML 2024; :mod:`cubist.train`): init
+from :func:`cubist.model.init_params` ``(widths, 16, seed)`` (sub-networks cut from the width-16
+default init), data order from ``epoch_permutation(seed, epoch)``, learning rate from
+``lr_at``. Runs that can share a procedure (for IMP/LRR: the same number of rounds) are packed
+into chunks of up to ``chunk`` replicas of one :class:`~pruners.layers.BatchedMLP`; the
+``single`` engine runs each alone as a plain ``nn.Linear`` MLP with ``torch.optim.SGD``
+(the reference the batched engine is tested against, and the benchmark's baseline).
+
+One row per run (:func:`cubist.store.make_row`, kind ``prune``): the method's hyper-parameters
+in ``params``, ``target_nnz = F``, metrics on the training set and the held-out set, the mask
+and the final (masked) weights. Runs whose id is already in the store are skipped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cubist.masks import mask_counts
+from cubist.model import check_widths
+from cubist.spiral import Dataset, dataset_id
+from cubist.store import ResultStore, StoreWriter, make_row, run_id
+from cubist.train import SCHEDULES, TrainConfig, resolve_device
+
+from . import schedules as sched
+from .base import CyclesConfig, MethodConfig, PruneContext, get_method
+from .layers import BatchedMLP, plain_mlp, prunable_layers
+from .procedures import run_method
+from .train import Trainer
+
+ENGINES = ("batched", "single")
+ENGINE_NAMES = {"batched": "torch-batched", "single": "torch-single"}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A pruning sweep on the Cubist Spiral (one method; the grid is every combination)."""
+
+    method: str = field(default="gmp", metadata={"help": "pruning method (see cubist prune --help)"})
+    widths: tuple = field(default=(2, 16, 16, 16, 1), metadata={"help": "layer sizes input..output"})
+    nnz: tuple = field(default=(15, 20, 25, 30, 40, 50, 65), metadata={"help": "target weight nonzeros F"})
+    lrs: tuple = field(default=(0.05, 0.1, 0.2), metadata={"help": "learning rates"})
+    schedules: tuple = field(default=("cosine", "step", "constant"), metadata={"help": "LR schedules"})
+    seeds: int = field(default=1, metadata={"help": "seeds 0..K-1"})
+    epochs: int = field(default=50, metadata={"help": "epochs per training run"})
+    batch_size: int = field(default=128, metadata={"help": "batch size"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
+    weight_decay: float = field(default=5e-4, metadata={"help": "SGD weight decay"})
+    init_width: int = field(default=16, metadata={"help": "hidden width of the init the network is cut from"})
+    method_params: dict = field(default_factory=dict, metadata={"help": "method hyper-parameters (config fields)"})
+    heldout: str = field(default="between", metadata={"help": "held-out companion set: between | noisy"})
+    subsample: int = field(default=1, metadata={"help": "use every k-th spiral point (tests; 1 = the paper's data)"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    engine: str = field(default="batched", metadata={"help": "batched (R runs as one model) | single (one by one)"})
+    chunk: int = field(default=0, metadata={"help": "replicas per batched model (0: auto)"})
+    keep_weights: bool = field(default=True, metadata={"help": "store the final weights in each row"})
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", check_widths(self.widths))
+        object.__setattr__(self, "nnz", tuple(int(v) for v in self.nnz))
+        object.__setattr__(self, "lrs", tuple(float(v) for v in self.lrs))
+        object.__setattr__(self, "schedules", tuple(self.schedules))
+        for s in self.schedules:
+            if s not in SCHEDULES:
+                raise ValueError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
+        if not self.nnz or not self.lrs or not self.schedules:
+            raise ValueError("nnz, lrs and schedules need at least one value each")
+        if any(v <= 0 or not math.isfinite(v) for v in self.lrs):
+            raise ValueError(f"learning rates must be positive, got {self.lrs}")
+        if self.seeds < 1 or self.epochs < 1 or self.batch_size < 1 or self.subsample < 1 or self.chunk < 0:
+            raise ValueError("seeds, epochs, batch_size and subsample must be >= 1, chunk >= 0")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; choose from {', '.join(ENGINES)}")
+        total = sum(a * b for a, b in zip(self.widths, self.widths[1:]))
+        bad = [f for f in self.nnz if not 1 <= f <= total]
+        if bad:
+            raise ValueError(f"targets {bad} outside [1, {total}] (weights of widths {self.widths})")
+        self.method_config()  # validates the method and its parameters
+
+    def method_config(self) -> MethodConfig:
+        cls = get_method(self.method)
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = set(self.method_params) - known
+        if unknown:
+            raise ValueError(f"method {self.method} has no parameter(s) {', '.join(sorted(unknown))}; "
+                             f"it takes {', '.join(sorted(known))}")
+        return cls.Config(**self.method_params)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the sweep: its identity (``config`` for :func:`make_row`) and its settings."""
+
+    config: dict
+    target: int
+    lr: float
+    schedule: str
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.config)
+
+
+def load_data(cfg: SweepConfig) -> Dataset:
+    ds = Dataset.spiral(heldout=cfg.heldout)
+    if cfg.subsample == 1:
+        return ds
+    X, y = ds.X[::cfg.subsample], ds.y[::cfg.subsample]
+    meta = {**ds.recipe, "subsample": cfg.subsample}
+    return Dataset(X, y, ds.X_heldout[::cfg.subsample], ds.y_heldout[::cfg.subsample], dataset_id(X, y, meta), meta)
+
+
+def build_runs(cfg: SweepConfig, data: Dataset) -> list[Run]:
+    """Every (target, lr, schedule, seed) combination, in that nesting order."""
+    method = get_method(cfg.method)(cfg.method_config())
+    params = method.params()
+    runs = []
+    for F in cfg.nnz:
+        for lr in cfg.lrs:
+            for schedule in cfg.schedules:
+                for seed in range(cfg.seeds):
+                    config = {"kind": "prune", "method": cfg.method, "widths": list(cfg.widths),
+                              "init_width": cfg.init_width, "lr": lr, "schedule": schedule, "epochs": cfg.epochs,
+                              "batch_size": cfg.batch_size, "momentum": cfg.momentum,
+                              "weight_decay": cfg.weight_decay, "seed": seed, "target_nnz": F,
+                              "params": params, "dataset_id": data.id,
+                              "data": {"heldout": cfg.heldout, "subsample": cfg.subsample}}
+                    runs.append(Run(config, F, lr, schedule, seed))
+    return runs
+
+
+def default_chunk(device: torch.device) -> int:
+    return 2048 if device.type == "cuda" else 256
+
+
+def _group_key(cfg: SweepConfig, mcfg: MethodConfig, run: Run) -> int:
+    """Runs with equal keys can share one batched model (same sequence of training calls)."""
+    if isinstance(mcfg, CyclesConfig):
+        layers = list(zip(cfg.widths, cfg.widths[1:]))
+        n = sum(a * b for a, b in layers)
+        fixed = layers[-1][0] * layers[-1][1] if mcfg.prunable == "hidden" else 0
+        return sched.geometric_rounds(n - fixed, run.target - fixed, mcfg.rate)
+    return 0
+
+
+def plan_chunks(cfg: SweepConfig, runs: list[Run], device: torch.device) -> list[list[Run]]:
+    size = cfg.chunk or default_chunk(device)
+    if cfg.engine == "single":
+        size = 1
+    mcfg = cfg.method_config()
+    groups: dict[int, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(_group_key(cfg, mcfg, r), []).append(r)
+    chunks = []
+    for key in sorted(groups):
+        g = groups[key]
+        n = math.ceil(len(g) / size)
+        per = math.ceil(len(g) / n)  # balanced chunks
+        chunks += [g[i:i + per] for i in range(0, len(g), per)]
+    return chunks
+
+
+def epochs_per_run(cfg: SweepConfig, run: Run) -> int:
+    mcfg = cfg.method_config()
+    extra = getattr(mcfg, "finetune_epochs", 0)
+    return cfg.epochs * (_group_key(cfg, mcfg, run) + 1) + extra
+
+
+def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.device, on_epoch=None) -> list[dict]:
+    """Train and prune ``runs`` together; returns their result rows."""
+    t0 = time.perf_counter()
+    seeds = [r.seed for r in runs]
+    configs = [TrainConfig(lr=r.lr, schedule=r.schedule, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                           momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=r.seed) for r in runs]
+    if cfg.engine == "single":
+        if len(runs) != 1:
+            raise ValueError("the single engine runs one run at a time")
+        from cubist.model import init_params
+        model = plain_mlp(cfg.widths, init_params(cfg.widths, cfg.init_width, seeds[0]))
+    else:
+        model = BatchedMLP.from_seeds(cfg.widths, seeds, cfg.init_width)
+    model.to(device)
+    layers = prunable_layers(model)
+    trainer = Trainer(model, layers, data.X, data.y, configs, device=device)
+    if on_epoch is not None:
+        trainer.epoch_callbacks.append(lambda: on_epoch(len(runs)))
+    method = get_method(cfg.method)(cfg.method_config())
+    ctx = PruneContext(model, trainer, layers, [r.target for r in runs], method.config, seeds=seeds,
+                       method_name=cfg.method, input_shape=(cfg.widths[0],))
+    run_method(method, ctx)
+    acc, loss = trainer.evaluate(data.X, data.y)
+    hacc, _ = trainer.evaluate(data.X_heldout, data.y_heldout)
+    diverged = (trainer.diverged | ~torch.isfinite(loss)).cpu().numpy()
+    acc, loss, hacc = acc.cpu().numpy(), loss.cpu().numpy(), hacc.cpu().numpy()
+    masks = [l.mask.detach().cpu().numpy() != 0 for l in layers]
+    wall = (time.perf_counter() - t0) / len(runs)
+    rows = []
+    for i, run in enumerate(runs):
+        m = [mk[i] for mk in masks]
+        counts = mask_counts(m)
+        if cfg.engine == "single":
+            weights = [(l.weight()[0].detach().cpu().numpy().copy(),
+                        (l.bias_param * l.module.bias_mask).detach().cpu().numpy().copy()) for l in layers]
+        else:
+            weights = model.replica_params(i)
+        metrics = {"train_acc": float(acc[i]), "heldout_acc": float(hacc[i]), "final_loss": float(loss[i]),
+                   "diverged": bool(diverged[i]), **{k: int(v) for k, v in counts.items()}}
+        extra = {**ctx.extra[i], "epochs_trained": trainer.epoch_counter, "chunk_size": len(runs)}
+        rows.append(make_row(run.config, masks=m, weights=weights if cfg.keep_weights else None, metrics=metrics,
+                             extra=extra, engine=ENGINE_NAMES[cfg.engine], wall_time_s=wall))
+    return rows
+
+
+def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progress: bool = False,
+              threads: int | None = None) -> list[dict]:
+    """Run the sweep (skipping runs already in ``store``); returns the new rows.
+
+    ``store``: a :class:`~cubist.store.ResultStore` (or its path) that rows are written to as
+    chunks finish; ``None`` keeps them in memory only. ``threads``: torch CPU threads.
+    """
+    if isinstance(store, str):
+        store = ResultStore(store)
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(cfg.device)
+    data = load_data(cfg)
+    runs = build_runs(cfg, data)
+    if store is not None:
+        done = store.done()
+        runs = [r for r in runs if r.run_id not in done]
+    chunks = plan_chunks(cfg, runs, device)
+    bar = None
+    if progress and runs:
+        from tqdm import tqdm
+        bar = tqdm(total=len(runs), unit="run", dynamic_ncols=True, smoothing=0.1,
+                   desc=f"prune {cfg.method} ({cfg.engine}, {device.type})",
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}<{remaining}, {rate_fmt}]")
+    all_rows = []
+    writer = StoreWriter(store, flush_every=1) if store is not None else None
+    try:
+        for chunk in chunks:
+            epochs_total = epochs_per_run(cfg, chunk[0])
+            credited = [0.0]
+
+            def tick(n_runs, epochs_total=epochs_total, credited=credited):
+                if bar is not None:
+                    step = n_runs / epochs_total
+                    credited[0] += step
+                    bar.update(step)
+
+            rows = run_chunk(cfg, chunk, data, device, on_epoch=tick)
+            if bar is not None:  # diverged plain runs stop early: settle the count
+                bar.update(len(chunk) - credited[0])
+            all_rows += rows
+            if writer is not None:
+                writer.add(rows)
+    finally:
+        if writer is not None:
+            writer.flush()
+        if bar is not None:
+            bar.close()
+    return all_rows
