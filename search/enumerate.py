@@ -18,11 +18,12 @@ concatenated (exactly the bits that :func:`cubist.masks.pack_masks` packs). The 
 representative of an orbit is the element with the lexicographically *smallest* bit string.
 Equivalently, with row ``i`` of ``W_l`` read as the integer code ``sum_j W[i, j] 2^(d_l-1-j)``
 (column 0 most significant), it is the lexicographically smallest sequence of row codes. It is
-computed greedily, layer by layer: ``W_0`` has its rows sorted ascending; if ``H_l`` is the set
-of permutations of unit-layer ``l`` that fix the canonical layers before it, ``W_l`` is the
-smallest row-sorted ``sort_rows(W_l[:, q])`` over ``q`` in ``H_l``, and ``H_{l+1}`` is the set of
-``p`` with ``C_l[p][:, q] == C_l`` for some ``q`` in ``H_l`` (it depends on the prefix only
-through ``H_l``, so the search is a walk through a layered graph of (layer, group) nodes).
+computed greedily, layer by layer: ``W_0`` gets its rows sorted ascending; then, with ``H_l``
+the permutations of unit-layer ``l`` that fix the canonical layers before it, ``W_l`` (seen in
+the frame of one minimiser of the prefix) becomes the smallest ``sort_rows(W_l[:, q])`` over
+``q`` in ``H_l``, and ``H_{l+1}`` is the set of ``p`` with ``C_l[p][:, q] == C_l`` for some ``q``
+in ``H_l``. ``H_{l+1}`` depends on the prefix only through ``H_l``, so canonical masks are the
+paths through a layered graph of (layer, group) nodes.
 
 **Orderly generation.** Per layer and column group ``H`` the enumerator lists the row-sorted
 eligible candidates (as code tuples, in lexicographic order), keeps those that are minimal under
@@ -47,16 +48,19 @@ zero rows and columns per layer, multiplied across layers as generating polynomi
 counts by Burnside's lemma, summing over cycle types of ``(p_1, ..., p_{L-1})`` the number of
 eligible masks fixed (per nnz), a transfer-matrix product along the chain of layers.
 
-**Limits.** ``(2,3,3,3,1)`` orbits: 8,976 representatives (of 1,755,625 labelled masks), tables
-and enumeration in well under a second after numba compilation. ``(2,7,3,3,1)``: 4.7e11 labelled
-masks, about 2.6e6 orbits (see :func:`count_masks`); the tables take seconds and the orbit
-enumeration streams at roughly a million masks per few seconds, while labelled enumeration is
-only usable by ``ranks``/``shard`` slices. The per-layer candidate list has
+**Sizes and limits** (measured on a busy 2-core box; numba compiles once, ~15 s, then caches).
+``(2,3,3,3,1)``: 1,755,625 labelled masks, 12,400 orbits (levels 12..27); tables ~0.5 s,
+enumeration ~0.05 s. ``(2,7,3,3,1)``: 473,054,739,625 labelled masks, 8,338,343 orbits (levels
+20..47); tables 4-9 s, then ~2-3e5 orbit masks/s per core (measured on 3e5-mask slices; all of
+them extrapolate to ~30-40 s on one core, or split with ``shard``); labelled masks are reachable
+only in slices, which skip by path counts (3e5 masks at rank 1e11 in 0.5 s). The per-layer candidate list has
 ``C(2^in + out - 2, out)`` (orbits) or ``(2^in - 1)^out`` (labelled) entries and is refused
-beyond ``5e7``: layers like 7x7 or anything 16 wide cannot be enumerated (counting still works).
-Groups are held as explicit permutation lists: hidden widths up to 16, and canonicalising a mask
-whose prefix stabiliser exceeds ``2^22`` permutations (e.g. ten identical rows) raises
-``ValueError``.
+beyond ``MAX_CANDIDATES`` (5e7), so a 7x7 layer or anything 16 wide cannot be enumerated.
+Groups are explicit permutation lists: hidden widths up to 16, and a stabiliser beyond
+``MAX_GROUP`` (2^22 permutations, e.g. ten identical rows) raises ``ValueError``, in the
+enumerator and in :func:`canonical_mask` alike (~10 us per (2,3,3,3,1) mask). Labelled counts are
+instant for any widths; Burnside orbit counts take ~1 s for hidden widths 8, ~16 s for 10, and
+grow with the square of the number of cycle types (partitions of the width) per layer.
 """
 from __future__ import annotations
 
@@ -65,7 +69,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Iterator, Literal
+from typing import Iterator, Literal
 
 import numpy as np
 from numba import njit

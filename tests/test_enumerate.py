@@ -306,3 +306,13 @@ def test_argument_errors():
     with pytest.raises(ValueError):
         next(enumerate_masks((2, 7, 7, 1)))  # a 7x7 layer has too many candidates
     assert sum(count_masks((2, 16, 16, 16, 1), symmetry="labelled").values()) > 0
+
+
+def test_degenerate_shapes():
+    assert [[m.tolist() for m in x] for x in enumerate_masks((2, 3, 1), searched_layers=())] == \
+        [[[[True] * 2] * 3, [[True] * 3]]]
+    assert count_masks((2, 3, 1), searched_layers=()) == {9: 1} == count_masks((2, 3, 1), (), "labelled")
+    assert [[m.tolist() for m in x] for x in enumerate_masks((2, 1), searched_layers=(0,))] == [[[[True, True]]]]
+    for symmetry in ("orbits", "labelled"):
+        got = Counter(int(sum(m.sum() for m in x)) for x in enumerate_masks((3, 2, 1), (0, 1), symmetry))
+        assert count_masks((3, 2, 1), (0, 1), symmetry) == dict(sorted(got.items()))
