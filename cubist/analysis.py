@@ -130,25 +130,28 @@ def sparsest_search(df: pd.DataFrame, target: float) -> pd.DataFrame:
     Columns: ``widths``, ``search_nnz`` (NaN when no mask reached the target), ``masks_reaching``
     (distinct masks at that nnz with at least one run reaching the target), ``masks_at_nnz``
     (distinct masks tried at that nnz), ``masks_tried`` and ``runs`` (all levels),
-    ``best_acc`` and ``run_id`` (best run at that nnz).
+    ``best_acc``, ``effective_nnz`` and ``run_id`` of the best run at that nnz. (Eligible
+    search masks have no dead units, so their effective nnz is their nnz.)
     """
     df = _normalise(df)
     rows = df[df["kind"] == SEARCH_KIND].copy()
-    cols = ["widths", "search_nnz", "masks_reaching", "masks_at_nnz", "masks_tried", "runs", "best_acc", "run_id"]
+    cols = ["widths", "search_nnz", "effective_nnz", "masks_reaching", "masks_at_nnz", "masks_tried", "runs",
+            "best_acc", "run_id"]
     if rows.empty:
         return pd.DataFrame(columns=cols)
     rows["_ok"] = reached(rows, target)
     rows["_mask"] = _mask_key(rows)
     out = []
     for w, g in rows.groupby("widths", sort=True):
-        rec = {"widths": w, "search_nnz": np.nan, "masks_reaching": 0, "masks_at_nnz": 0,
+        rec = {"widths": w, "search_nnz": np.nan, "effective_nnz": np.nan, "masks_reaching": 0, "masks_at_nnz": 0,
                "masks_tried": int(g["_mask"].nunique()), "runs": len(g), "best_acc": np.nan, "run_id": None}
         ok = g[g["_ok"]]
         if not ok.empty:
             nnz = ok["weight_nnz"].min()
             level_ok = ok[ok["weight_nnz"] == nnz]
             best = _best_run(level_ok)
-            rec.update(search_nnz=nnz, masks_reaching=int(level_ok["_mask"].nunique()),
+            rec.update(search_nnz=nnz, effective_nnz=best["effective_nnz"],
+                       masks_reaching=int(level_ok["_mask"].nunique()),
                        masks_at_nnz=int(g.loc[g["weight_nnz"] == nnz, "_mask"].nunique()),
                        best_acc=best["train_acc"], run_id=best["run_id"])
         out.append(rec)
@@ -282,7 +285,7 @@ def headline(df: pd.DataFrame, target: float, methods=None) -> pd.DataFrame:
     rows = []
     for _, s in search.iterrows():
         rows.append({"method": SEARCH_LABEL, "widths": s["widths"], "nnz": s["search_nnz"],
-                     "effective_nnz": s["search_nnz"], "search_nnz": s["search_nnz"],
+                     "effective_nnz": s["effective_nnz"], "search_nnz": s["search_nnz"],
                      "ratio": 1.0 if not pd.isna(s["search_nnz"]) else np.nan,
                      "success_rate": (s["masks_reaching"] / s["masks_at_nnz"]) if s["masks_at_nnz"] else np.nan,
                      "runs": s["runs"], "reached_runs": s["masks_reaching"], "best_acc": s["best_acc"],
@@ -535,16 +538,33 @@ def max_shared_weights(a, b, exact_max_width: int = EXACT_MAX_WIDTH) -> tuple[in
     return _heuristic_overlap(a, b), False
 
 
-def same_orbit(a, b) -> bool:
-    """Whether two masks of the same widths are equal up to joint hidden-unit permutations.
+def _orbit_key_function():
+    """``search.enumerate.orbit_key`` (exact canonical form) when the search package is installed."""
+    try:
+        from search.enumerate import orbit_key
+    except ImportError:
+        return None
+    return orbit_key
 
-    Exact for hidden widths up to ``EXACT_MAX_WIDTH``; beyond, a True is certain (a permutation
-    mapping one mask onto the other was found) but a False may miss a match.
+
+def same_orbit(a, b) -> bool:
+    """Whether two masks are equal up to joint permutations of their hidden units.
+
+    Uses the search's canonical form (``search.enumerate.orbit_key``) when available. Otherwise
+    by :func:`max_shared_weights`: exact for hidden widths up to ``EXACT_MAX_WIDTH``; beyond, a
+    True is certain (a permutation mapping one mask onto the other was found) but a False may
+    miss a match.
     """
     a = [np.asarray(m) != 0 for m in a]
     b = [np.asarray(m) != 0 for m in b]
     if mask_widths(a) != mask_widths(b):
         return False
+    key = _orbit_key_function()
+    if key is not None:
+        try:
+            return key(a) == key(b)
+        except ValueError:  # a stabiliser too large to list: fall back to the overlap
+            pass
     na, nb = sum(int(m.sum()) for m in a), sum(int(m.sum()) for m in b)
     if na != nb:
         return False
@@ -560,7 +580,8 @@ def mask_overlap(df: pd.DataFrame, target: float, exact_max_width: int = EXACT_M
     reaching the target) of the searched architectures giving the run's :func:`search_bound`.
     ``shared`` is the best :func:`max_shared_weights` over them; ``shared_frac`` divides it by
     the search nnz; ``same_orbit`` is True when the run's effective mask *is* a sparsest mask up
-    to hidden-unit symmetry; ``exact`` is False when the heuristic bound was used.
+    to hidden-unit symmetry (decided exactly: by the overlap, or by the search's canonical form
+    beyond ``exact_max_width``); ``exact`` is False when ``shared`` is the heuristic lower bound.
     """
     cols = ["run_id", "method", "widths", "weight_nnz", "effective_nnz", "search_nnz", "shared",
             "shared_frac", "same_orbit", "exact"]
@@ -593,7 +614,8 @@ def mask_overlap(df: pd.DataFrame, target: float, exact_max_width: int = EXACT_M
                 shared, ex = max_shared_weights(mine, theirs, exact_max_width)
                 if shared > best:
                     best, exact = shared, ex
-                orbit = orbit or (shared == nnz == sum(int(m.sum()) for m in theirs))
+                full = shared == nnz == sum(int(m.sum()) for m in theirs)
+                orbit = orbit or full or (not ex and same_orbit(mine, theirs))
         if best < 0:
             continue
         out.append({"run_id": r["run_id"], "method": r["method"], "widths": r["widths"],
