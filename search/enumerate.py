@@ -65,6 +65,7 @@ grow with the square of the number of cycle types (partitions of the width) per 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ from functools import lru_cache
 from typing import Iterator, Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from numba import njit
 from numba.typed import List as NumbaList
 
@@ -748,13 +751,17 @@ def canonical_mask(masks) -> list[np.ndarray]:
     return out
 
 
+def _packed_rows(masks: list[np.ndarray]) -> list[bytes]:
+    """``pack_masks(mask)[0]`` of every mask of a batch, vectorised."""
+    flat = np.concatenate([m.reshape(m.shape[0], -1) for m in masks], axis=1)
+    return [row.tobytes() for row in np.packbits(flat, axis=1)]
+
+
 def _keys_from_canonical(layers: list[np.ndarray]) -> list[bytes]:
     """Orbit keys of a batch of canonical masks ``[bool (B, out, in)]``."""
     widths = [layers[0].shape[-1]] + [m.shape[-2] for m in layers]
     header = np.asarray(widths, dtype=">u2").tobytes()
-    flat = np.concatenate([m.reshape(m.shape[0], -1) for m in layers], axis=1)
-    packed = np.packbits(flat, axis=1)
-    return [header + row.tobytes() for row in packed]
+    return [header + bits for bits in _packed_rows(layers)]
 
 
 def orbit_key(masks) -> bytes:
@@ -892,11 +899,6 @@ def write_masks_parquet(path, widths, searched_layers=None, symmetry: Symmetry =
     :func:`cubist.masks.pack_masks`, the result store's encoding) and ``orbit_key``
     (:func:`orbit_key`). The file metadata records widths, searched layers and symmetry.
     """
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     widths, searched, symmetry = _check_args(widths, searched_layers, symmetry)
     shapes = [[widths[l + 1], widths[l]] for l in range(len(widths) - 1)]
     schema = pa.schema([
@@ -920,12 +922,6 @@ def write_masks_parquet(path, widths, searched_layers=None, symmetry: Symmetry =
             writer.write_table(table)
             counts.update(nz.tolist())
     return dict(sorted(counts.items()))
-
-
-def _packed_rows(masks: list[np.ndarray]) -> list[bytes]:
-    """``pack_masks(mask)[0]`` of every mask of a batch, vectorised."""
-    flat = np.concatenate([m.reshape(m.shape[0], -1) for m in masks], axis=1)
-    return [row.tobytes() for row in np.packbits(flat, axis=1)]
 
 
 __all__ = [

@@ -294,6 +294,19 @@ def test_canonical_flags_min_image_and_next_group():
         brute = sorted(p for p in itertools.permutations(range(r))
                        if any(np.array_equal(m[list(p)][:, list(q)], m) for q in group))
         assert [tuple(p) for p in en._next_group(canon, group, c).tolist()] == brute
+    canons = np.array([en._min_image(x, group, c, True)[0] for x in cands[:20]])
+    flat, off = en._next_groups(canons, group, c)
+    for i, x in enumerate(canons):
+        assert np.array_equal(flat[off[i]:off[i + 1]], en._next_group(x, group, c))
+
+
+def test_small_kernels():
+    a = np.array([5, 1, 4, 1, 9], dtype=np.int64)
+    en._insertion_sort(a)
+    assert a.tolist() == [1, 1, 4, 5, 9]
+    for x, y in [([1, 2], [1, 3]), ([2, 0], [1, 9]), ([3, 3], [3, 3])]:
+        x, y = np.array(x, dtype=np.int64), np.array(y, dtype=np.int64)
+        assert en._lex_compare(x, y) == (x.tolist() > y.tolist()) - (x.tolist() < y.tolist())
 
 
 def test_argument_errors():
