@@ -255,27 +255,65 @@ def run_audit(results, targets=(0.95,), out_dir: str = DEFAULT_OUT, methods=None
 
 
 # -- --quick ---------------------------------------------------------------------------------
+QUICK_METHODS = ("gmp", "snip", "synflow", "random")   # one training run each: cheap
+QUICK_WIDTHS = ((2, 3, 3, 3, 1), (2, 8, 8, 8, 1), (2, 16, 16, 16, 1))
+QUICK_NNZ = (15, 20, 25, 30, 40)
 
 
-def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = 5, target: float = 0.95, seeds: int = 1,
-                    device: str = "auto", jobs: int = 1, quiet: bool = True) -> dict:
-    """A small end-to-end audit: search a few masks, run the pruners, write the report.
+def quick_sweeps(*, methods=QUICK_METHODS, widths=QUICK_WIDTHS, nnz=QUICK_NNZ, lrs=(0.1,),
+                 schedules=("cosine",), seeds: int = 1, epochs: int = 10, device: str = "auto") -> list:
+    """The pruner sweeps of the quick audit (``pruners.runner.SweepConfig``), budgets that fit."""
+    from pruners.runner import SweepConfig
+    out = []
+    for w in widths:
+        budgets = tuple(f for f in nnz if f <= A.dense_weights(w))
+        for m in methods:
+            if budgets:
+                out.append(SweepConfig(method=m, widths=tuple(w), nnz=budgets, lrs=tuple(lrs),
+                                       schedules=tuple(schedules), seeds=seeds, epochs=epochs, device=device))
+    return out
 
-    Needs the search's phase-2 runner and ``pruners.run_sweep``; raises
-    :class:`~cubist.analysis.ResultsError` naming what is missing while they do not exist.
+
+def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = 10, target: float = 0.95,
+                    hidden=(3, 3, 3), max_nnz: int = 14, methods=QUICK_METHODS, widths=QUICK_WIDTHS,
+                    nnz=QUICK_NNZ, lrs=(0.1,), schedules=("cosine",), seeds: int = 1, device: str = "auto",
+                    jobs: int = 1, quiet: bool = True, figures: bool = True, log=print) -> dict:
+    """A small end-to-end audit into ``out_dir`` (results in ``out_dir/runs``, resumable).
+
+    1. the search's phase 2 for ``hidden`` over every mask orbit up to ``max_nnz`` weights
+       (``search.phases.search_masks``) on the grid ``lrs x schedules x seeds``;
+    2. each pruner of ``methods`` at each of ``widths`` and budgets ``nnz`` (``pruners.run_sweep``);
+    3. :func:`run_audit` on the result store.
+
+    Short training (``epochs``) makes every number an upper bound on what 50 epochs give.
+    Raises :class:`~cubist.analysis.ResultsError` naming what is missing while the search or
+    pruner runners do not exist.
     """
     missing = quick_missing()
     if missing:
         raise A.ResultsError(f"--quick needs {', '.join(missing)}, not available yet; "
                              "run the search and the pruners, then 'cubist audit RESULTS'")
-    raise A.ResultsError("--quick is not wired to the search and pruner runners yet")
+    import pruners
+    from search import phases
+    from .store import ResultStore
+    store = ResultStore(os.path.join(out_dir, "runs"))
+    grid = phases.Grid(lrs=tuple(lrs), schedules=tuple(schedules), seeds=seeds, epochs=epochs)
+    log(f"quick audit: search {tuple(hidden)} up to {max_nnz} weights, {epochs} epochs")
+    phases.search_masks(tuple(hidden), target, grid, store=store, max_nnz=max_nnz, jobs=jobs, quiet=quiet,
+                        log=log if not quiet else (lambda *a, **k: None))
+    for cfg in quick_sweeps(methods=methods, widths=widths, nnz=nnz, lrs=lrs, schedules=schedules, seeds=seeds,
+                            epochs=epochs, device=device):
+        log(f"quick audit: prune {cfg.method} {A.widths_label(cfg.widths)} at {cfg.nnz}")
+        pruners.run_sweep(cfg, store=store, progress=not quiet, threads=jobs)
+    return run_audit([store.path], [target], out_dir, methods=list(methods), figures=figures)
 
 
 def quick_missing() -> list[str]:
     """What ``--quick`` still needs from the search and pruner packages (empty when all exist)."""
     from importlib.util import find_spec
     missing = []
-    for module, names in (("search.phases", ("search_masks",)), ("pruners.runner", ("run_sweep",))):
+    for module, names in (("search.phases", ("search_masks", "Grid")), ("search.engine", ("train_masks",)),
+                          ("pruners.runner", ("run_sweep", "SweepConfig"))):
         try:
             spec = find_spec(module)
         except ImportError:
@@ -290,7 +328,7 @@ def quick_missing() -> list[str]:
 
 # -- cubist audit ----------------------------------------------------------------------------
 def add_parser(sub):
-    from .cli import csv
+    from .cli import csv, positive_int
     p = sub.add_parser("audit", help="report: pruning against the exact sparsest models",
                        description="Read result stores, write report.md and report.html with figures, "
                                    "print the headline table.")
@@ -305,7 +343,9 @@ def add_parser(sub):
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--quick", action="store_true",
                    help="run a small search and pruner sweep first (into DIR/runs), then audit it")
-    p.add_argument("--epochs", type=int, default=5, help="epochs per run for --quick (default 5)")
+    p.add_argument("--epochs", type=positive_int, default=10, help="epochs per run for --quick (default 10)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="--quick: where torch runs")
+    p.add_argument("--jobs", type=positive_int, default=1, help="--quick: parallel workers / threads (default 1)")
     p.set_defaults(func=_run)
 
 
@@ -317,7 +357,10 @@ def _run(args):
     if args.quick:
         if args.results:
             raise CubistError("--quick writes its own results; give no RESULTS")
-        report = run_quick_audit(args.out, epochs=args.epochs, target=args.target[0])
+        if len(args.target) > 1:
+            raise CubistError("--quick audits one --target")
+        report = run_quick_audit(args.out, epochs=args.epochs, target=args.target[0], device=args.device,
+                                 jobs=args.jobs, figures=not args.no_figures, log=print)
     else:
         if not args.results:
             raise CubistError("give at least one RESULTS directory (or --quick)")

@@ -93,6 +93,35 @@ def test_audit_quick_reports_what_is_missing(tmp_path, capsys, monkeypatch):
     _one_line_error(capsys, "pruners.runner")
 
 
+def test_quick_audit_wiring(tmp_path, monkeypatch, capsys):
+    """--quick drives the search and pruner runners (faked here), then audits their store."""
+    phases = pytest.importorskip("search.phases")
+    pruners = pytest.importorskip("pruners")
+    pytest.importorskip("pruners.runner")
+    monkeypatch.setattr(audit, "quick_missing", lambda: [])
+    calls = {"sweeps": []}
+
+    def fake_search(hidden, target, grid, *, store, max_nnz, **kw):
+        calls["search"] = (hidden, target, grid.epochs, max_nnz)
+        store.write(search_rows())
+
+    def fake_sweep(cfg, *, store, **kw):
+        calls["sweeps"].append((cfg.method, cfg.widths, cfg.nnz, cfg.epochs))
+        store.write([r for r in prune_rows() if r["method"] == cfg.method and tuple(r["widths"]) == cfg.widths])
+
+    monkeypatch.setattr(phases, "search_masks", fake_search)
+    monkeypatch.setattr(pruners, "run_sweep", fake_sweep)
+    out = tmp_path / "q"
+    assert main(["audit", "--quick", "--out", str(out), "--epochs", "2", "--no-figures"]) == 0
+    assert calls["search"] == ((3, 3, 3), 0.95, 2, 14)
+    assert ("gmp", (2, 3, 3, 3, 1), (15, 20, 25), 2) in calls["sweeps"]
+    assert ("random", (2, 16, 16, 16, 1), (15, 20, 25, 30, 40), 2) in calls["sweeps"]
+    assert len(calls["sweeps"]) == len(audit.QUICK_METHODS) * len(audit.QUICK_WIDTHS)
+    assert (out / "runs").is_dir() and (out / "report.md").exists()
+    printed = capsys.readouterr().out
+    assert "gmp" in printed and "no runs" in printed and "snip" in printed
+
+
 # -- cubist plot -----------------------------------------------------------------------------
 def test_plot_run_ids(store, tmp_path, capsys):
     path, rows = store
