@@ -258,7 +258,8 @@ def run_title(row) -> str:
 
     def num(v, fmt):
         return "?" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
-    return (f"{row.get('method')} {widths_label(row.get('widths'))}\n"
+    label = "search" if row.get("kind") == "search_masks" else row.get("method")
+    return (f"{label} {widths_label(row.get('widths'))}\n"
             f"nnz {num(row.get('weight_nnz'), '.0f')} (eff. {num(row.get('effective_nnz'), '.0f')}), "
             f"acc {num(row.get('train_acc'), '.4f')}\n{row.get('run_id')}")
 
@@ -373,10 +374,20 @@ def plot_overparam(curve, ax, search_nnz: float | None = None):
                        transform=top, clip_on=False)
     if search_nnz is not None and not np.isnan(search_nnz):
         ax.axhline(search_nnz, color="black", ls="--", lw=1, label=f"search: {search_nnz:.0f}")
+    if curve["nnz"].isna().any():
+        ax.scatter([], [], marker="x", color="grey", label="never reached")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("starting width (widest hidden layer)")
     ax.set_ylabel("fewest nonzero weights reaching the target")
-    if len(curve) and curve["start_width"].nunique() > 1 and (curve["start_width"] > 0).all():
+    xs = sorted(int(x) for x in curve["start_width"].unique() if x > 0)
+    if len(xs) > 1:
         ax.set_xscale("log", base=2)
+        ax.set_xlim(xs[0] / 1.25, xs[-1] * 1.25)
+    elif xs:
+        ax.set_xlim(xs[0] - 1, xs[0] + 1)
+    if xs:
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.minorticks_off()
     ax.legend(fontsize=7)
     return ax
 

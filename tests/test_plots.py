@@ -192,3 +192,13 @@ def test_plot_pareto_and_overparam():
 def test_plot_data_still_writes(tmp_path):
     P.plot_data(X_SMALL, Y_SMALL, str(tmp_path / "d.png"))
     assert (tmp_path / "d.png").stat().st_size > 0
+
+
+def test_plot_overparam_when_nothing_reached(tmp_path):
+    curve = pd.DataFrame({"method": ["gmp", "gmp"], "widths": [W3, W16], "start_width": [3, 16],
+                          "dense_nnz": [27, 560], "nnz": [np.nan, np.nan], "effective_nnz": [np.nan, np.nan],
+                          "search_nnz": [20.0, 20.0], "runs": [3, 3]})
+    fig = P.new_figure(4, 3, 50)
+    ax = P.plot_overparam(curve, fig.add_subplot(), search_nnz=20)
+    assert ax.get_xlim()[0] < 3 < 16 < ax.get_xlim()[1]
+    assert P.save_figure(fig, str(tmp_path / "o.png"))
