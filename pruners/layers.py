@@ -98,7 +98,7 @@ class BatchedMLP(nn.Module):
         for l, layer in enumerate(self.layers):
             x = layer(x)
             if l < last:
-                x = torch.relu(x)
+                x = torch.relu_(x)  # in place: baddbmm's backward does not need its output
         return x.squeeze(-1) if self.widths[-1] == 1 else x
 
     def masks(self) -> list[np.ndarray]:

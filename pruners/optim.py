@@ -38,21 +38,27 @@ class ReplicaSGD:
     @torch.no_grad()
     def step(self, lr: torch.Tensor, active: torch.Tensor | None = None) -> None:
         """One step; ``lr``: ``(R,)`` on the parameters' device; ``active``: ``(R,)`` bool or None."""
-        for p in self.params:
-            if p.grad is None:
-                continue
-            g = p.grad
-            if self.weight_decay:
-                g = g.add(p, alpha=self.weight_decay)
-            buf = self.state.get(p)
-            if buf is None or not self.momentum:
-                buf = torch.clone(g).detach()
-                if self.momentum:
-                    self.state[p] = buf
-            else:
-                buf.mul_(self.momentum).add_(g)
-            upd = buf * self._view(lr, p)
-            if active is None:
-                p.sub_(upd)
-            else:
-                p.copy_(torch.where(self._view(active, p), p - upd, p))
+        params = [p for p in self.params if p.grad is not None]
+        if not params:
+            return
+        grads = [p.grad for p in params]
+        if self.weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+        if self.momentum:
+            fresh = [i for i, p in enumerate(params) if p not in self.state]
+            old = [i for i, p in enumerate(params) if p in self.state]
+            if old:
+                bufs = [self.state[params[i]] for i in old]
+                torch._foreach_mul_(bufs, self.momentum)
+                torch._foreach_add_(bufs, [grads[i] for i in old])
+            for i in fresh:
+                self.state[params[i]] = torch.clone(grads[i]).detach()
+            steps = [self.state[p] for p in params]
+        else:
+            steps = grads
+        upd = torch._foreach_mul(steps, [self._view(lr, p) for p in params])
+        if active is None:
+            torch._foreach_sub_(params, upd)
+        else:
+            for p, u in zip(params, upd):
+                p.copy_(torch.where(self._view(active, p), p - u, p))
