@@ -343,12 +343,15 @@ class _PilotTraining:
         self._pending = False
         self._start_call(ctx)
 
+    def penalty(self, ctx):
+        if getattr(self, "active", False) and self._pending:  # a later round's training call starts
+            self._pending = False
+            self._start_call(ctx)
+        return ReparamMethod.penalty(self, ctx)
+
     def after_step(self, ctx):
         if not self.active or self.config.pilot_update != "step":
             return
-        if self._pending:  # a new training call (a later round) starts
-            self._pending = False
-            self._start_call(ctx)
         acc = ctx.trainer.evaluate(*self._probe)[0]
         self.schedule.update(acc, l1_norms(ctx))
 
@@ -356,9 +359,6 @@ class _PilotTraining:
         if not self.active:
             return
         if self.config.pilot_update == "epoch":
-            if self._pending:
-                self._pending = False
-                self._start_call(ctx)
             self.schedule.update(stats.train_acc, l1_norms(ctx))
         if stats.epoch == stats.epochs - 1:
             self._end_call(ctx)

@@ -267,3 +267,38 @@ def test_pilot_init_keeps_the_network_function(spiral_small):
     assert torch.allclose(l1_norms(ctx), l1_before, rtol=1e-6)
     m, w = method.modules[0].factors_r()
     assert torch.allclose(m * m - w * w, torch.ones_like(m), atol=1e-5)
+
+
+def test_pilot_epoch_updates_and_absolute_k(spiral_small):
+    method, ctx = make_ctx("pilot", *spiral_small, [40, 60], epochs=3, pilot_update="epoch", pilot_k_abs=1e9,
+                           pilot_alpha0=1e-3, delta=2.0)
+    run_method(method, ctx)
+    check_final(ctx)
+    for e in ctx.extra:
+        assert e["pilot_updates"] == 3 and e["pilot_K"] == 1e9
+        # ||x||_1 < K always: alpha only shrinks, 3 times
+        assert e["pilot_alpha_ups"] == 0 and math.isclose(e["pilot_alpha_final"], 1e-3 / 8)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_batched_equals_single(name, spiral_small):
+    """Replica 1 of a batched run equals the same run on a plain MLP (its own init and randomness)."""
+    from cubist.model import init_params
+    from pruners.layers import plain_mlp
+    from pruners.train import Trainer
+    X, y = spiral_small
+    widths = (2, 16, 16, 16, 1)
+    cls = get_method(name)
+    out = []
+    for model, seeds, targets in ((BatchedMLP.from_seeds(widths, [0, 1]), [0, 1], [30, 45]),
+                                  (plain_mlp(widths, init_params(widths, 16, 1)), [1], [45])):
+        layers = prunable_layers(model)
+        tr = Trainer(model, layers, X, y, [TrainConfig(lr=0.05, epochs=1, batch_size=64, seed=s) for s in seeds])
+        method = cls(cls.Config())
+        ctx = PruneContext(model, tr, layers, targets, method.config, seeds=seeds, method_name=name)
+        run_method(method, ctx)
+        out.append(([l.weight().detach()[-1] for l in layers], ctx.extra[-1]))
+    (wb, eb), (ws, es) = out
+    for a, b in zip(wb, ws):
+        assert torch.equal(a != 0, b != 0) and torch.allclose(a, b, atol=1e-5)
+    assert eb["natural_nnz"] == es["natural_nnz"]
