@@ -112,9 +112,14 @@ class CyclesConfig(MethodConfig):
         "help": "after each prune: init (weights to init, LTH) | step (weights to step --rewind-step, WR) | "
                 "lr (keep weights and momentum, restart only the LR schedule, LRR)"})
     rewind_step: int = field(default=0, metadata={"help": "optimiser step k for rewind=step"})
+    cycles: int = field(default=0, metadata={
+        "help": "0: as many rounds of --rate as needed; K > 0: exactly K rounds with geometric targets "
+                "N (F/N)^(k/K) (the sparsest paper's imp_LTH: 5)"})
 
     def __post_init__(self):
         super().__post_init__()
+        if self.cycles < 0:
+            raise ValueError(f"cycles must be >= 0, got {self.cycles}")
         if not 0 < self.rate < 1:
             raise ValueError(f"rate must be in (0, 1), got {self.rate}")
         if self.rewind not in ("init", "step", "lr"):

@@ -6,7 +6,9 @@
 - ``cycles``: IMP with rewinding to init (lottery tickets, Frankle & Carbin 2019) or to step k
   (weight rewinding, Frankle et al. 2020): the optimiser is reset and the LR schedule restarts
   each round; LRR (Renda et al. 2020): weights and momentum kept, only the LR schedule restarts.
-  After the last prune (to exactly F) the network is trained once more.
+  After the last prune (to exactly F) the network is trained once more. ``cycles = K > 0``
+  replaces the fixed rate by exactly K rounds with geometric targets (the sparsest paper's
+  imp_LTH: 5 rounds, rewinding to init).
   Documented simplification for rewinding to step k: after rewinding, training restarts the
   full LR schedule (not the remaining steps of the original one).
 - ``gradual``: GMP (Zhu & Gupta 2017): ``T`` pruning events on the cubic schedule during one
@@ -68,7 +70,7 @@ def prune_in_cycles(method: Method, ctx: PruneContext) -> None:
     cfg, tr = method.config, ctx.trainer
     method.setup(ctx)
     N, F = ctx.prunable_numel(), ctx.budgets().numpy()
-    counts = schedules.geometric(N, F, cfg.rate)
+    counts = schedules.exponential(N, F, cfg.cycles) if cfg.cycles else schedules.geometric(N, F, cfg.rate)
     rewind_state = tr.snapshot() if cfg.rewind == "init" or (cfg.rewind == "step" and cfg.rewind_step == 0) else None
     start = tr.step_counter
 

@@ -143,6 +143,8 @@ def default_chunk(device: torch.device) -> int:
 def _group_key(cfg: SweepConfig, mcfg: MethodConfig, run: Run) -> int:
     """Runs with equal keys can share one batched model (same sequence of training calls)."""
     if isinstance(mcfg, CyclesConfig):
+        if mcfg.cycles:
+            return mcfg.cycles
         layers = list(zip(cfg.widths, cfg.widths[1:]))
         n = sum(a * b for a, b in layers)
         fixed = layers[-1][0] * layers[-1][1] if mcfg.prunable == "hidden" else 0

@@ -286,3 +286,15 @@ def test_cli_errors_and_run(tmp_path, capsys):
     from cubist.store import ResultStore
     df = ResultStore(out).load()
     assert len(df) == 1 and df.iloc[0]["weight_nnz"] == 15 and list(df.iloc[0]["widths"]) == [2, 3, 3, 3, 1]
+
+
+def test_imp_fixed_cycles_mixes_targets_in_one_chunk():
+    m = method("imp", cycles=3)
+    ctx = mlp_ctx(m, [15, 40, 65], seeds=[0, 1, 2])
+    calls, _, _ = _spy_training(ctx)
+    run_method(m, ctx)
+    assert ctx.weight_nnz().tolist() == [15, 40, 65]
+    assert len(calls) == 4 and ctx.extra[0]["rounds"] == 3
+    # geometric targets N (F/N)^(k/3) before the last round
+    n1 = [int(c.sum()) for c in [sum(mk[r].sum() for mk in calls[1]["masks"]) for r in range(3)]]
+    assert n1 == [round(560 * (f / 560) ** (1 / 3)) for f in (15, 40, 65)]
