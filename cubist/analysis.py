@@ -649,14 +649,30 @@ def overlap_summary(overlap: pd.DataFrame) -> pd.DataFrame:
 
 # -- selecting runs --------------------------------------------------------------------------
 def select_runs(df: pd.DataFrame, run_ids) -> pd.DataFrame:
-    """The rows of ``run_ids`` in the order given; :class:`ResultsError` names any unknown id."""
-    ids = list(run_ids)
-    known = set(df["run_id"])
-    missing = [r for r in ids if r not in known]
+    """The rows of ``run_ids`` in the order given; an id may be shortened to a unique prefix.
+
+    Raises :class:`ResultsError` naming any id that matches no run, or several.
+    """
+    known = list(dict.fromkeys(df["run_id"]))
+    known_set = set(known)
+    resolved, missing, ambiguous = [], [], []
+    for r in run_ids:
+        if r in known_set:
+            resolved.append(r)
+            continue
+        hits = [k for k in known if k.startswith(r)] if r else []
+        if len(hits) == 1:
+            resolved.append(hits[0])
+        elif hits:
+            ambiguous.append(r)
+        else:
+            missing.append(r)
     if missing:
         raise ResultsError(f"unknown run id{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if ambiguous:
+        raise ResultsError(f"run id prefix {', '.join(ambiguous)} matches several runs; give more digits")
     by_id = df.drop_duplicates("run_id").set_index("run_id", drop=False)
-    return by_id.loc[ids].reset_index(drop=True)
+    return by_id.loc[resolved].reset_index(drop=True)
 
 
 def best_run(df: pd.DataFrame, method: str, target: float, widths=None) -> pd.Series:

@@ -283,6 +283,11 @@ def test_select_and_best_run(df, rows):
     assert list(A.select_runs(df, ids)["run_id"]) == ids
     with pytest.raises(A.ResultsError, match="unknown run id nope"):
         A.select_runs(df, [ids[0], "nope"])
+    assert list(A.select_runs(df, [ids[0][:10]])["run_id"]) == ids[:1]     # a unique prefix
+    first = sorted(df["run_id"])
+    shared = next(a[:k] for k in range(1, 16) for a, b in zip(first, first[1:]) if a[:k] == b[:k])
+    with pytest.raises(A.ResultsError, match="several runs"):
+        A.select_runs(df, [shared])
     assert A.best_run(df, "imp", TARGET)["weight_nnz"] == 20
     assert A.best_run(df, "imp", TARGET, widths=W3)["weight_nnz"] == 22
     assert A.best_run(df, "search", TARGET)["run_id"] == _id(rows, kind="search_masks", train_acc=0.97)
