@@ -400,7 +400,8 @@ def add_parser(sub):
     p.add_argument("results", nargs="*", default=[DEFAULT_STORE], metavar="RESULTS",
                    help=f"result store directories (default {DEFAULT_STORE})")
     pick = p.add_mutually_exclusive_group(required=True)
-    pick.add_argument("--run-id", type=csv(), metavar="ID[,ID...]", help="the runs to draw (unique prefixes suffice)")
+    pick.add_argument("--run-id", type=csv(), metavar="ID[,ID...]",
+                      help="the runs to draw (unique prefixes suffice)")
     pick.add_argument("--best", action="store_true",
                       help="the sparsest run of each --method reaching --target ('search' for the search)")
     p.add_argument("--method", type=csv(), metavar="M[,M...]", help="methods for --best")
