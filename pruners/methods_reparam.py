@@ -238,6 +238,18 @@ def l1_norms(ctx: PruneContext) -> torch.Tensor:
         return sum(per_replica_sum(l.weight().abs()).double().cpu() for l in ctx.layers)
 
 
+@torch.no_grad()
+def fold_layers(layers) -> None:
+    """Collapse each layer's reparametrisation into its raw weight: ``param = x * mask``, and
+    remove it (layers without one are left as they are). Rebuild the optimiser afterwards."""
+    for layer in layers:
+        if layer.reparam is None:
+            continue
+        x = layer.weight().detach().clone()
+        layer.set_reparam(None)
+        layer.rview(layer.param).copy_(x)
+
+
 class ReparamMethod(Method):
     """Train reparametrised weights with a regulariser; fold; prune the folded weights by magnitude.
 
@@ -281,10 +293,7 @@ class ReparamMethod(Method):
     def finalize(self, ctx: PruneContext) -> None:
         """Fold: the raw weights become ``x`` (masked); record the natural sparsity."""
         self.natural_metrics(ctx)
-        for layer in ctx.layers:
-            x = layer.weight().detach().clone()
-            layer.set_reparam(None)
-            layer.rview(layer.param).copy_(x)
+        fold_layers(ctx.layers)
         self.active = False
         self.modules = []
 

@@ -302,3 +302,12 @@ def test_batched_equals_single(name, spiral_small):
     for a, b in zip(wb, ws):
         assert torch.equal(a != 0, b != 0) and torch.allclose(a, b, atol=1e-5)
     assert eb["natural_nnz"] == es["natural_nnz"]
+
+
+@pytest.mark.parametrize("name,options", [("dwf", {"prunable": "hidden"}), ("pilot", {"scope": "layer", "density_scheme": "erk"})])
+def test_framework_options(name, options, spiral_small):
+    method, ctx = make_ctx(name, *spiral_small, [60, 80], **options)
+    run_method(method, ctx)
+    check_final(ctx)
+    if options.get("prunable") == "hidden":  # the output layer was never reparametrised and stays dense
+        assert bool((ctx.all_layers[-1].mask != 0).all())
