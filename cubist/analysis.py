@@ -276,7 +276,10 @@ def headline(df: pd.DataFrame, target: float, methods=None) -> pd.DataFrame:
     pruners, plus one ``"no runs"`` row for every name in ``methods`` without rows. ``nnz`` is
     the fewest weight nnz reaching ``target``; ``rank`` orders all rows by it (ties share a
     rank, the search listed first); ``status`` is ``"ok"``, ``"never reached"`` (NaN nnz) or
-    ``"no runs"``.
+    ``"no runs"``. ``search_nnz`` and ``ratio`` refer to :func:`search_bound` of the row's
+    architecture. For a method, ``success_rate`` is the fraction of its runs at its sparsest
+    reaching budget that reach the target; for the search, the fraction of distinct masks at its
+    sparsest level that reach it (best over the grid).
     """
     cols = ["rank", "method", "widths", "nnz", "effective_nnz", "search_nnz", "ratio", "success_rate",
             "runs", "reached_runs", "best_acc", "status", "run_id"]
@@ -284,9 +287,10 @@ def headline(df: pd.DataFrame, target: float, methods=None) -> pd.DataFrame:
     front = method_frontier(df, target)
     rows = []
     for _, s in search.iterrows():
+        bound = search_bound(search, s["widths"])   # a smaller searched architecture may be sparser
         rows.append({"method": SEARCH_LABEL, "widths": s["widths"], "nnz": s["search_nnz"],
-                     "effective_nnz": s["effective_nnz"], "search_nnz": s["search_nnz"],
-                     "ratio": 1.0 if not pd.isna(s["search_nnz"]) else np.nan,
+                     "effective_nnz": s["effective_nnz"], "search_nnz": bound,
+                     "ratio": s["search_nnz"] / bound if bound > 0 else np.nan,
                      "success_rate": (s["masks_reaching"] / s["masks_at_nnz"]) if s["masks_at_nnz"] else np.nan,
                      "runs": s["runs"], "reached_runs": s["masks_reaching"], "best_acc": s["best_acc"],
                      "status": "ok" if not pd.isna(s["search_nnz"]) else NEVER, "run_id": s["run_id"], "_o": 0})

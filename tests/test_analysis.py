@@ -303,3 +303,10 @@ def test_model_from_row_reproduces_weights(df):
     for (w, b), (w0, b0) in zip(model.params_numpy(), A.row_weights(r)):
         np.testing.assert_array_equal(w, w0)
         np.testing.assert_array_equal(b, b0)
+
+
+def test_headline_search_rows_use_the_embedded_bound():
+    small = (2, 2, 2, 2, 1)
+    rows_ = [row("search_masks", "mask", W3, MASK_A, 0.97), row("search_masks", "mask", small, full_mask(small), 0.96)]
+    h = A.headline(pd.DataFrame(rows_), TARGET).set_index("method")
+    assert list(h["nnz"]) == [10, 20] and list(h["search_nnz"]) == [10, 10] and list(h["ratio"]) == [1.0, 2.0]
