@@ -105,11 +105,6 @@ class PilotSchedule:
 
 
 # -- configs ------------------------------------------------------------------------------------
-def _reparam_field_checks(cfg) -> None:
-    if cfg.zero_tol < 0:
-        raise ValueError(f"zero_tol must be >= 0, got {cfg.zero_tol}")
-
-
 @dataclass(frozen=True)
 class ReparamConfig(AfterTrainingConfig):
     """Options of every reparametrised method."""
@@ -119,7 +114,8 @@ class ReparamConfig(AfterTrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _reparam_field_checks(self)
+        if self.zero_tol < 0:
+            raise ValueError(f"zero_tol must be >= 0, got {self.zero_tol}")
 
 
 @dataclass(frozen=True)
@@ -224,7 +220,8 @@ class ImpPilotConfig(CyclesConfig, _PilotOptions):
 class LrrPilotConfig(CyclesConfig, _PilotOptions):
     """LRR rounds (weights and momentum kept, LR schedule restarted) with PILoT training."""
 
-    rewind: str = field(default="lr", metadata={"help": "lr: learning-rate rewinding (LRR); see imp+pilot for the others"})
+    rewind: str = field(default="lr", metadata={
+        "help": "lr: learning-rate rewinding (LRR); init | step rewind the weights as in imp+pilot"})
 
     def __post_init__(self):
         super().__post_init__()

@@ -51,11 +51,6 @@ def fan_in(shape) -> int:
     return int(math.prod(shape[1:]))
 
 
-def replica_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-replica vector ``(R,)`` shaped to broadcast against ``like`` ``(R, ...)``."""
-    return v.reshape(v.shape + (1,) * (like.dim() - v.dim()))
-
-
 def _generators(generator, R: int) -> list:
     if generator is None or isinstance(generator, torch.Generator):
         return [generator] * R

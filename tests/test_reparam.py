@@ -304,7 +304,8 @@ def test_batched_equals_single(name, spiral_small):
     assert eb["natural_nnz"] == es["natural_nnz"]
 
 
-@pytest.mark.parametrize("name,options", [("dwf", {"prunable": "hidden"}), ("pilot", {"scope": "layer", "density_scheme": "erk"})])
+@pytest.mark.parametrize("name,options", [("dwf", {"prunable": "hidden"}),
+                                          ("pilot", {"scope": "layer", "density_scheme": "erk"})])
 def test_framework_options(name, options, spiral_small):
     method, ctx = make_ctx(name, *spiral_small, [60, 80], **options)
     run_method(method, ctx)
