@@ -441,7 +441,7 @@ def mask_widths(masks) -> tuple[int, ...]:
 
 @lru_cache(maxsize=16)
 def _perms(d: int) -> np.ndarray:
-    return np.array(list(itertools.permutations(range(d))), dtype=np.int64).reshape(-1, d)
+    return np.array(list(itertools.permutations(range(d))), dtype=np.int64).reshape(math.factorial(d), d)
 
 
 def _identity(d: int) -> np.ndarray:
@@ -633,7 +633,7 @@ def _best_overlap(mine, nnz, bound, widths, search, sparsest, exact_max_width):
             shared, ex = max_shared_weights(mine, theirs, exact_max_width)
             if shared > best:
                 best, exact = shared, ex
-            orbit = orbit or (shared == nnz == n_theirs) or (not ex and same_orbit(mine, theirs))
+            orbit = orbit or nnz > 0 and ((shared == nnz == n_theirs) or (not ex and same_orbit(mine, theirs)))
             if orbit:  # nothing can share more
                 return best, exact, orbit
     return best, exact, orbit

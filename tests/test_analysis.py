@@ -248,6 +248,13 @@ def test_max_shared_weights_pads_widths():
         A.max_shared_weights(small, full_mask((3, 1, 1, 1)))
 
 
+def test_max_shared_weights_of_empty_masks():
+    empty = [np.zeros(s, dtype=bool) for s in [(0, 2), (0, 0), (1, 0)]]
+    assert A.max_shared_weights(empty, empty) == (0, True)
+    dead = [np.zeros(s, dtype=bool) for s in [(3, 2), (3, 3), (1, 3)]]
+    assert A.max_shared_weights(A.compact_masks(dead), full_mask((2, 1, 1, 1))) == (0, True)
+
+
 def test_compact_masks_drops_dead_units_and_inactive_weights():
     m = full_mask(W3)
     m[1][:, 2] = False          # hidden-1 unit 2 has no outgoing weight: its input weights are inactive
