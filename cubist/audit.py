@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from datetime import datetime, timezone
 
 import numpy as np
@@ -191,6 +192,12 @@ def render_markdown(provenance, per_target: dict) -> str:
     return "\n".join(md)
 
 
+def _inline_html(text: str) -> str:
+    """Escape ``text`` and turn its Markdown code spans and emphasis into HTML."""
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
+
+
 def render_html(provenance, per_target: dict) -> str:
     e = html.escape
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>Cubist audit</title><style>",
@@ -206,7 +213,7 @@ def render_html(provenance, per_target: dict) -> str:
     for target, (tables, figures) in per_target.items():
         parts.append(f"<h2>Target {target:g}</h2>")
         for key, title, note in SECTIONS:
-            parts += [f"<h3>{e(title)}</h3>", f"<p class='note'>{e(note)}</p>", html_table(tables[key])]
+            parts += [f"<h3>{e(title)}</h3>", f"<p class='note'>{_inline_html(note)}</p>", html_table(tables[key])]
         for name, paths in figures.items():
             png = [p for p in paths if p.endswith(".png")] or paths
             links = " ".join(f"<a href='{e(os.path.basename(p))}'>{e(os.path.splitext(p)[1][1:])}</a>"

@@ -35,6 +35,7 @@ def test_audit_tables_only(store, tmp_path, capsys):
     assert "## Target 0.95" in md and "| 3 | snip | 2-3-3-3-1 | 22 |" in md
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<table" in html and "<img" not in html
+    assert "<code>ratio</code>" in html and "`" not in html
 
 
 def test_audit_with_figures_two_targets(store, tmp_path, capsys):
