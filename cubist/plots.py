@@ -267,8 +267,10 @@ def run_title(row) -> str:
 def plot_runs(rows, what=WHAT, X=None, y=None, panel_inches: float = 4.0, dpi: int = 100):
     """One column per run, one row per picture in ``what`` (regions, network, lines).
 
-    ``rows``: result rows (DataFrame, or a list of dicts/Series). The figure is exactly
-    ``panel_inches * len(rows)`` by ``panel_inches * len(what)`` inches at ``dpi``.
+    ``rows``: result rows (DataFrame, or a list of dicts/Series), each rebuilt with
+    :func:`cubist.analysis.model_from_row`. ``X, y``: the points drawn (default: the paper's
+    spiral, :func:`spiral_data`). The figure is exactly ``panel_inches * len(rows)`` by
+    ``panel_inches * len(what)`` inches at ``dpi``.
     """
     from .analysis import model_from_row
     what = list(what)
