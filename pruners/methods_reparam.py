@@ -22,7 +22,9 @@ fine-tuning with ``--finetune-epochs``).
   ``--schedules cosine`` and a large learning rate, as the paper does.
 - ``imp+pilot`` / ``lrr+pilot``: PILoT training in every round of IMP (rewind to init: the
   factors return to PILoT's init) or LRR (factors and momentum kept, LR schedule restarted);
-  rounds prune the folded ``|m * w|``.
+  rounds prune the folded ``|m * w|`` globally; Algorithm 1 restarts with every round's
+  training call (``alpha_0``, K from that call's starting L1). The factors stay installed after
+  the last round (the network computes with ``m * w * mask``).
 
 Regularisers: each method's own regulariser is the only decay its factors get. The trainer
 applies the protocol's weight decay to every trainable tensor; for the factors it is cancelled
