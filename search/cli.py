@@ -1,0 +1,143 @@
+"""``cubist search``: phase 1 (``widths``), phase 2 (``masks``), ``enumerate`` and ``init``."""
+from __future__ import annotations
+
+import os
+
+from cubist.cli import CubistError, add_common, csv, positive_int
+from cubist.train import SCHEDULES
+
+
+def _target(text: str) -> float:
+    import argparse
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1], got {text!r}")
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1], got {v}")
+    return v
+
+
+def _widths(text: str):
+    return tuple(csv(int, minimum=1)(text))
+
+
+def _add_grid(p):
+    p.add_argument("--target", type=_target, default=0.95, help="train accuracy to reach (default 0.95)")
+    p.add_argument("--lrs", type=csv(float, minimum=1e-12), default=[0.05, 0.1], help="learning rates (default 0.05,0.1)")
+    p.add_argument("--schedules", type=csv(str, choices=SCHEDULES), default=list(SCHEDULES),
+                   help="schedules (default cosine,step,constant)")
+    add_common(p)
+
+
+def add_parser(sub):
+    p = sub.add_parser("search", help="exact combinatorial search for the sparsest models",
+                       description="The paper's combinatorial search with the numba engine.")
+    ss = p.add_subparsers(dest="search_command", metavar="PHASE", required=True, parser_class=type(p))
+
+    w = ss.add_parser("widths", help="phase 1: every dense sub-architecture")
+    w.add_argument("--max-width", type=positive_int, default=16, help="largest hidden width (default 16)")
+    w.add_argument("--min-width", type=positive_int, default=1, help="smallest hidden width (default 1)")
+    w.add_argument("--depth", type=positive_int, default=3, help="hidden layers (default 3)")
+    _add_grid(w)
+    w.set_defaults(func=_run_widths)
+
+    m = ss.add_parser("masks", help="phase 2: every mask of given widths, sparsest first")
+    m.add_argument("--widths", type=_widths, required=True, help="hidden widths, e.g. 3,3,3")
+    m.add_argument("--symmetry", choices=["orbits", "labelled"], default=None,
+                   help="one mask per hidden-unit symmetry orbit, or every labelled mask "
+                        "(default orbits; labelled with --init-checkpoint)")
+    m.add_argument("--init-checkpoint", metavar="FILE", help="a saved width-16 init (see 'cubist search init')")
+    stop = m.add_mutually_exclusive_group()
+    stop.add_argument("--exhaustive", action="store_true", help="train every nnz level")
+    stop.add_argument("--max-nnz", type=positive_int, help="train every level up to this total weight nnz")
+    m.add_argument("--chunk-size", type=positive_int, default=512, help="models per engine call (default 512)")
+    _add_grid(m)
+    m.set_defaults(func=_run_masks)
+
+    e = ss.add_parser("enumerate", help="write the masks of given widths and count them per nnz level")
+    e.add_argument("--widths", type=_widths, required=True, help="all widths, e.g. 2,3,3,3,1")
+    e.add_argument("--symmetry", choices=["orbits", "labelled"], default="orbits")
+    e.add_argument("--out", metavar="FILE", help="Parquet file of masks (default: only count)")
+    e.set_defaults(func=_run_enumerate)
+
+    i = ss.add_parser("init", help="save a width-16 initialisation for --init-checkpoint")
+    i.add_argument("--out", required=True, metavar="FILE")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--widths", type=_widths, default=(2, 16, 16, 16, 1), help="all widths (default 2,16,16,16,1)")
+    i.set_defaults(func=_run_init)
+
+
+def _grid(args):
+    from .phases import grid_from
+    try:
+        return grid_from(args.lrs, args.schedules, args.seeds, args.epochs)
+    except ValueError as e:
+        raise CubistError(str(e))
+
+
+def _jobs(args):
+    if args.device == "cuda":
+        raise CubistError("the search engine runs on the CPU (numba); use --device auto or cpu")
+    return args.jobs
+
+
+def _run_widths(args):
+    from cubist.store import ResultStore
+
+    from .phases import search_widths
+    res = search_widths(args.target, _grid(args), store=ResultStore(args.out), max_width=args.max_width,
+                        min_width=args.min_width, depth=args.depth, jobs=_jobs(args), quiet=args.quiet)
+    print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
+    print(f"pareto-minimal architectures reaching {args.target:.4g}: {res.pareto}")
+    return 0
+
+
+def _run_masks(args):
+    from cubist.store import ResultStore
+
+    from .phases import FixedInit, search_masks
+    init = FixedInit.load(args.init_checkpoint) if args.init_checkpoint else None
+    symmetry = args.symmetry or ("labelled" if init is not None else "orbits")
+    res = search_masks(args.widths, args.target, _grid(args), store=ResultStore(args.out), symmetry=symmetry,
+                       init=init, exhaustive=args.exhaustive, max_nnz=args.max_nnz, chunk_size=args.chunk_size,
+                       jobs=_jobs(args), quiet=args.quiet)
+    print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
+    if res.sparsest_nnz is None:
+        print(f"no mask of widths {args.widths} reached {args.target:.4g}")
+        return 0
+    print(f"sparsest weight nnz reaching {args.target:.4g}: {res.sparsest_nnz} "
+          f"({res.masks_at_sparsest} masks at that level reach it)")
+    from .phases import _masks_reaching
+    best = sorted(_masks_reaching([r for r in res.rows if r["weight_nnz"] == res.sparsest_nnz], args.target).values(),
+                  key=lambda r: -r["train_acc"])
+    for r in best[:10]:
+        print(f"  mask {r['mask']}  acc {r['train_acc']:.4f}  lr {r['lr']:g} {r['schedule']} seed {r['seed']}  "
+              f"run {r['run_id']}")
+    return 0
+
+
+def _run_enumerate(args):
+    from .enumerate import count_masks, write_masks_parquet
+    if len(args.widths) < 3:
+        raise CubistError("--widths needs input, hidden and output sizes, e.g. 2,3,3,3,1")
+    if args.out:
+        parent = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(parent):
+            raise CubistError(f"cannot write {args.out}: directory {parent} does not exist")
+        counts = write_masks_parquet(args.out, args.widths, symmetry=args.symmetry)
+    else:
+        counts = count_masks(args.widths, symmetry=args.symmetry)
+    for nnz in sorted(counts):
+        print(f"nnz {nnz:4d}: {counts[nnz]}")
+    print(f"total: {sum(counts.values())} {args.symmetry} masks of widths {','.join(map(str, args.widths))}")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _run_init(args):
+    from .phases import save_init
+    save_init(args.out, args.widths, args.seed)
+    print(f"wrote {args.out}")
+    return 0
