@@ -298,3 +298,36 @@ def test_imp_fixed_cycles_mixes_targets_in_one_chunk():
     # geometric targets N (F/N)^(k/3) before the last round
     n1 = [int(c.sum()) for c in [sum(mk[r].sum() for mk in calls[1]["masks"]) for r in range(3)]]
     assert n1 == [round(560 * (f / 560) ** (1 / 3)) for f in (15, 40, 65)]
+
+
+def test_grasp_and_snip_scores_match_explicit_hessian():
+    from cubist.model import init_params
+    from pruners.layers import plain_mlp
+    widths = (2, 3, 1)
+    params = init_params(widths, None, 4)
+    net = plain_mlp(widths, params)
+    layers = prunable_layers(net)
+    X, y = spiral_subset(50)
+    tr = Trainer(net, layers, X, y, [TrainConfig(epochs=1, batch_size=16, seed=2)])
+    grasp, snip = method("grasp", score_batch=16, temperature=7.0), method("snip", score_batch=16)
+    ctx = PruneContext(net, tr, layers, [5], grasp.config, seeds=[2], method_name="grasp", input_shape=(2,))
+    x, t = ctx.batch(16)
+    b1, b2 = torch.as_tensor(params[0][1]), torch.as_tensor(params[1][1])
+
+    def loss(w1, w2, T):
+        z = (torch.relu(x[0] @ w1.T + b1) @ w2.T + b2).squeeze(-1) / T
+        return nn.functional.binary_cross_entropy_with_logits(z, t[0])
+
+    w = (torch.as_tensor(params[0][0]), torch.as_tensor(params[1][0]))
+    flat = torch.cat([v.flatten() for v in w])
+
+    def f(v, T):
+        return loss(v[:6].view(3, 2), v[6:].view(1, 3), T)
+    g = torch.autograd.functional.jacobian(lambda v: f(v, 7.0), flat)
+    H = torch.autograd.functional.hessian(lambda v: f(v, 7.0), flat)
+    want = flat * (H @ g)
+    got = torch.cat([s[0].flatten() for s in grasp.scores(ctx)])
+    assert torch.allclose(got, want, atol=1e-7, rtol=1e-4)
+    g1 = torch.autograd.functional.jacobian(lambda v: f(v, 1.0), flat)
+    got = torch.cat([s[0].flatten() for s in snip.scores(ctx)])
+    assert torch.allclose(got, (flat * g1).abs(), atol=1e-7, rtol=1e-5)
