@@ -53,6 +53,9 @@ Uncertain details are options recorded in every row's ``params`` (defaults and w
   regularised to death: that is Algorithm 1 as written.
 - PILoT ``alpha_0`` (``pilot_alpha0`` = 1e-5): small, because Algorithm 1 ends at or below
   ``alpha_0`` ("the regularisation dies out"), 25x below the protocol's decay (alpha = wd/2).
+- DWF ``dwf_lambda`` = 5e-4 (the protocol's decay; D = 3). On the spiral the useful range is
+  narrow: at 5e-4 no folded weight fell below 1e-6 in 50 epochs (no natural sparsity), at
+  >= 2e-3 (lr 0.1, cosine, every 4th point) whole networks collapsed. Sweep it.
 - DWF init: ``dwf_std`` (``fan_in``: the std of PyTorch's default init of the layer),
   ``dwf_eps_ratio`` = 0.25, ``dwf_match`` (``variance``: product std exactly s; ``none``: the
   literal truncation, product std ~0.78-0.86 s).
