@@ -142,8 +142,9 @@ def attach_masks(model: nn.Module, types=PLAIN_TYPES) -> list[nn.Module]:
             w = module._parameters.pop("weight")
             module.register_parameter("weight_orig", w)
             module.register_buffer("weight_mask", torch.ones_like(w, requires_grad=False))
-            b = module._parameters.pop("bias", None)
+            b = module._parameters.get("bias")
             if b is not None:
+                del module._parameters["bias"]
                 module.register_parameter("bias_orig", b)
                 module.register_buffer("bias_mask", torch.ones_like(b, requires_grad=False))
             else:

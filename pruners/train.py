@@ -167,6 +167,7 @@ class Trainer:
         """
         epochs = self.epochs if epochs is None else epochs
         steps, bs = self.steps_per_epoch, self.batch_size
+        self.model.train()
         for e in range(epochs):
             if not self.batched and bool(self.diverged.all()):
                 break
@@ -231,6 +232,14 @@ class Trainer:
     def evaluate(self, X, y, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(accuracy, mean loss) per replica ``(R,)`` on a shared set (``logit > 0`` = class 1)."""
         chunk = chunk or max(256, (1 << 22) // (self.R * 16))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._evaluate(X, y, chunk)
+        finally:
+            self.model.train(was_training)
+
+    def _evaluate(self, X, y, chunk: int):
         X = torch.as_tensor(X, device=self.device)
         y = torch.as_tensor(y, device=self.device).to(self.y.dtype)
         correct = torch.zeros(self.R, device=self.device, dtype=torch.float64)

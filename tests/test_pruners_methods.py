@@ -71,12 +71,13 @@ class SmallCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 4, 3)
+        self.conv2 = nn.Conv2d(4, 4, 3, bias=False)  # as in ResNets: no bias, then BatchNorm
+        self.bn = nn.BatchNorm2d(4)
         self.fc = nn.Linear(4 * 4 * 4, 3)
 
     def forward(self, x):
         x = torch.relu(self.conv1(x))
-        x = torch.relu(self.conv2(x))
+        x = torch.relu(self.bn(self.conv2(x)))
         return self.fc(x.flatten(1))
 
 
