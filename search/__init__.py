@@ -3,8 +3,10 @@ from .enumerate import (  # noqa: F401
     canonical_mask, count_masks, enumerate_masks, iter_mask_batches, orbit_key, orbit_keys, rank_ranges,
     write_masks_parquet,
 )
+from .engine import EngineResult, train_masks  # noqa: F401
 
 __all__ = [
     "canonical_mask", "count_masks", "enumerate_masks", "iter_mask_batches", "orbit_key", "orbit_keys",
     "rank_ranges", "write_masks_parquet",
+    "EngineResult", "train_masks",
 ]

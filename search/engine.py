@@ -1,0 +1,728 @@
+"""Numba CPU engine: train thousands of tiny masked MLPs at once by the paper's protocol.
+
+Zhang & Papyan, "Sparsest Models Elude Pruning" (ICML 2024), §2-3 of ALGORITHMS.md: the search
+trains every mask of a small MLP ``widths[0] -> ... -> 1`` (ReLU, one logit, BCE-with-logits)
+on a grid of learning rates, schedules and seeds. :func:`train_masks` trains ``R`` such models
+in one call and is, model by model, the reference trainer :func:`cubist.train.train_reference`
+on a :class:`cubist.model.MaskedMLP` with the same init, mask and seed, up to float32 rounding:
+
+- init: ``cubist.model.init_params(widths, init_width, seed)`` per model, or a fixed ``init``;
+  bias masks by :func:`cubist.masks.bias_masks`; masked weights and biases are exactly zero
+  and stay so (no work is done for them);
+- data order of epoch ``e``: ``cubist.train.epoch_permutation(seed, e, n)``, ``n // batch_size``
+  steps (drop_last); learning rate of epoch ``e``: ``cubist.train.lr_at``;
+- SGD in PyTorch semantics: ``g = grad + wd*w; buf = momentum*buf + g; w -= lr*buf`` (biases
+  decayed too), ``dL/dz = (sigmoid(z) - y) / B``; float32 throughout;
+- a non-finite parameter at the end of an epoch stops that model (``diverged``, never raised);
+  the final loss and accuracy are over the whole training set (``logit > 0``; a NaN logit
+  counts as wrong), ``diverged`` also when the final loss is not finite.
+
+How it is fast. Each model is stored sparsely: its nonzero weights row by row (CSR, for the
+forward pass) and column by column (CSC indices, for the backward pass). A step of one model
+is one loop over the batch per unit: the forward pass computes a unit from its (up to 4 at a
+time) incoming weights; the backward pass, per unit ``c``, reads the deltas of the units ``c``
+feeds, accumulates the gradients of those weights and writes ``delta_c`` in the same loop.
+Activations and deltas are ``(units, batch)`` float32 rows, so every loop runs over 128
+contiguous floats and LLVM emits SIMD code. The step code is inlined into one parallel kernel
+(no calls, hence no reference counting, per step). Models sharing a seed see the same batches:
+each epoch's data is gathered once per seed into contiguous ``(steps, inputs, batch)`` arrays,
+and a thread trains a group of such models in lockstep, batch by batch, so the batch stays in
+L1. Work is spread over threads by ``prange`` over groups (dynamic scheduling).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from llvmlite import ir as llvm_ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from cubist.masks import bias_masks
+from cubist.model import check_widths, init_params
+from cubist.train import SCHEDULES, epoch_permutation, lr_at
+
+# fastmath without nnan/ninf: reassociation lets LLVM vectorise the reductions over the batch,
+# while NaN and inf keep their IEEE meaning (divergence must stay visible).
+_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+_JIT = dict(fastmath=_FASTMATH, error_model="numpy", cache=True)
+_INLINE = dict(_JIT, inline="always")
+
+_U1, _U2, _U3, _U4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+_F0, _F1 = np.float32(0.0), np.float32(1.0)
+_MAX_DATA_BYTES = 64 << 20  # per block of seeds: the gathered batches of one epoch
+
+
+# -- kernels -----------------------------------------------------------------------------------
+# All offsets are uint64 (numba then emits no negative-index wraparound and the loops vectorise).
+# A model's activations A and deltas D are flat (units * B) float32 arrays, unit u at u * B.
+
+@intrinsic
+def _int32_bits_as_float32(typingctx, x):
+    """Reinterpret the bits of an int32 as a float32 (used to build 2**k in :func:`_expf`)."""
+    if x != types.int32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], llvm_ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@njit(**_INLINE)
+def _expf(x):
+    """exp(x) in float32 for x in [-87, 88] (clamped), a Cephes polynomial; vectorisable."""
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    k = np.floor(x * np.float32(1.44269504) + np.float32(0.5))
+    r = x - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    scale = _int32_bits_as_float32(np.int32((k + np.float32(127.0)) * np.float32(8388608.0)))
+    return (p * r * r + r + _F1) * scale
+
+
+@njit(**_INLINE)
+def _bce(z, y):
+    """BCE-with-logits of one logit: max(z, 0) - z*y + log1p(exp(-|z|)); NaN stays NaN."""
+    e = _expf(-abs(z))
+    s = e / (np.float32(2.0) + e)  # log1p(e) = 2 atanh(s), s in (0, 1/3]
+    s2 = s * s
+    p = np.float32(1.0 / 15.0)
+    p = p * s2 + np.float32(1.0 / 13.0)
+    p = p * s2 + np.float32(1.0 / 11.0)
+    p = p * s2 + np.float32(1.0 / 9.0)
+    p = p * s2 + np.float32(1.0 / 7.0)
+    p = p * s2 + np.float32(1.0 / 5.0)
+    p = p * s2 + np.float32(1.0 / 3.0)
+    p = p * s2 + _F1
+    return max(z, _F0) - z * y + np.float32(2.0) * s * p + (z - z)
+
+
+@njit(**_INLINE)
+def _fwd_row(A, ou, B, bias, coff, w, k0, n, relu):
+    """Forward pass of one unit: ``A[u] = act(bias + sum_k w[k] A[col k])`` over its n weights.
+
+    ``coff[k]`` is the offset of weight k's input unit. Up to 4 weights are summed in one loop
+    over the batch; further weights 4 at a time (a short last chunk padded with weight 0). A
+    unit without incoming weights (n = 0) gets its bias, computed as ``bias + 0 * A[input 0]``.
+    """
+    m = min(n, _U4)
+    r = relu and n <= _U4
+    c0 = coff[k0] if n > 0 else np.uint64(0)
+    w0 = w[k0] if n > 0 else _F0
+    if m <= 1:
+        for i in range(B):
+            x = bias + w0 * A[c0 + i]
+            A[ou + i] = _F0 if (r and x < 0) else x
+    elif m == 2:
+        c1 = coff[k0 + _U1]
+        w1 = w[k0 + _U1]
+        for i in range(B):
+            x = bias + w0 * A[c0 + i] + w1 * A[c1 + i]
+            A[ou + i] = _F0 if (r and x < 0) else x
+    elif m == 3:
+        c1 = coff[k0 + _U1]
+        w1 = w[k0 + _U1]
+        c2 = coff[k0 + _U2]
+        w2 = w[k0 + _U2]
+        for i in range(B):
+            x = bias + w0 * A[c0 + i] + w1 * A[c1 + i] + w2 * A[c2 + i]
+            A[ou + i] = _F0 if (r and x < 0) else x
+    else:
+        c1 = coff[k0 + _U1]
+        w1 = w[k0 + _U1]
+        c2 = coff[k0 + _U2]
+        w2 = w[k0 + _U2]
+        c3 = coff[k0 + _U3]
+        w3 = w[k0 + _U3]
+        for i in range(B):
+            x = bias + w0 * A[c0 + i] + w1 * A[c1 + i] + w2 * A[c2 + i] + w3 * A[c3 + i]
+            A[ou + i] = _F0 if (r and x < 0) else x
+    k = k0 + m
+    end = k0 + n
+    while k < end:
+        m = min(end - k, _U4)
+        r = relu and k + m == end
+        c0 = coff[k]
+        w0 = w[k]
+        c1 = coff[k + _U1] if m > 1 else c0
+        w1 = w[k + _U1] if m > 1 else _F0
+        c2 = coff[k + _U2] if m > 2 else c0
+        w2 = w[k + _U2] if m > 2 else _F0
+        c3 = coff[k + _U3] if m > 3 else c0
+        w3 = w[k + _U3] if m > 3 else _F0
+        for i in range(B):
+            x = A[ou + i] + w0 * A[c0 + i] + w1 * A[c1 + i] + w2 * A[c2 + i] + w3 * A[c3 + i]
+            A[ou + i] = _F0 if (r and x < 0) else x
+        k += m
+
+
+@njit(**_INLINE)
+def _sgd(p, buf, k, g, lr, momentum, weight_decay):
+    """One SGD step on p[k] in PyTorch semantics (decay added to the gradient; buf starts at 0)."""
+    pk = p[k]
+    v = momentum * buf[k] + (g + weight_decay * pk)
+    buf[k] = v
+    p[k] = pk - lr * v
+
+
+@njit(**_INLINE)
+def _col_pass(A, D, oc, B, roff, widx, w, wbuf, q0, n, zrow, lr, momentum, weight_decay):
+    """Backward pass through the n outgoing weights of unit c, then their SGD step.
+
+    Entry q of c's column is the weight ``w[widx[q]]`` from c to the unit at offset ``roff[q]``,
+    whose delta is final. In one loop over the batch: the gradient of each weight,
+    ``sum_i D[u, i] A[c, i]``, and ``D[c] = [A[c] > 0] * sum_u w_uc D[u]`` (with the weights
+    before the step). Returns ``sum_i D[c, i]``, the gradient of c's bias. A unit without
+    outgoing weights (n = 0) gets ``D[c] = 0``, computed as ``0 * D[zrow]`` (the output row).
+    Input units run this too (their delta is not needed; computing it is cheaper than a branch).
+    """
+    gb = _F0
+    m = min(n, _U4)
+    last = n <= _U4
+    r0 = roff[q0] if n > 0 else zrow
+    w0 = w[widx[q0]] if n > 0 else _F0
+    r1 = roff[q0 + _U1] if m > 1 else r0
+    w1 = w[widx[q0 + _U1]] if m > 1 else _F0
+    r2 = roff[q0 + _U2] if m > 2 else r0
+    w2 = w[widx[q0 + _U2]] if m > 2 else _F0
+    r3 = roff[q0 + _U3] if m > 3 else r0
+    w3 = w[widx[q0 + _U3]] if m > 3 else _F0
+    g0 = _F0
+    g1 = _F0
+    g2 = _F0
+    g3 = _F0
+    if m <= 1:
+        for i in range(B):
+            a = A[oc + i]
+            d0 = D[r0 + i]
+            g0 += d0 * a
+            x = w0 * d0
+            x = _F0 if (last and a <= 0) else x
+            D[oc + i] = x
+            gb += x
+    elif m == 2:
+        for i in range(B):
+            a = A[oc + i]
+            d0 = D[r0 + i]
+            d1 = D[r1 + i]
+            g0 += d0 * a
+            g1 += d1 * a
+            x = w0 * d0 + w1 * d1
+            x = _F0 if (last and a <= 0) else x
+            D[oc + i] = x
+            gb += x
+    elif m == 3:
+        for i in range(B):
+            a = A[oc + i]
+            d0 = D[r0 + i]
+            d1 = D[r1 + i]
+            d2 = D[r2 + i]
+            g0 += d0 * a
+            g1 += d1 * a
+            g2 += d2 * a
+            x = w0 * d0 + w1 * d1 + w2 * d2
+            x = _F0 if (last and a <= 0) else x
+            D[oc + i] = x
+            gb += x
+    else:
+        for i in range(B):
+            a = A[oc + i]
+            d0 = D[r0 + i]
+            d1 = D[r1 + i]
+            d2 = D[r2 + i]
+            d3 = D[r3 + i]
+            g0 += d0 * a
+            g1 += d1 * a
+            g2 += d2 * a
+            g3 += d3 * a
+            x = w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
+            x = _F0 if (last and a <= 0) else x
+            D[oc + i] = x
+            gb += x
+    q = q0
+    while True:  # (this loop shape keeps the batch loops above vectorised and cheap to enter)
+        if n == 0:
+            break
+        _sgd(w, wbuf, widx[q], g0, lr, momentum, weight_decay)
+        if m > 1:
+            _sgd(w, wbuf, widx[q + _U1], g1, lr, momentum, weight_decay)
+        if m > 2:
+            _sgd(w, wbuf, widx[q + _U2], g2, lr, momentum, weight_decay)
+        if m > 3:
+            _sgd(w, wbuf, widx[q + _U3], g3, lr, momentum, weight_decay)
+        q += m
+        if q >= q0 + n:
+            break
+        m = min(q0 + n - q, _U4)
+        last = q + m == q0 + n
+        r0 = roff[q]
+        w0 = w[widx[q]]
+        r1 = roff[q + _U1] if m > 1 else r0
+        w1 = w[widx[q + _U1]] if m > 1 else _F0
+        r2 = roff[q + _U2] if m > 2 else r0
+        w2 = w[widx[q + _U2]] if m > 2 else _F0
+        r3 = roff[q + _U3] if m > 3 else r0
+        w3 = w[widx[q + _U3]] if m > 3 else _F0
+        g0 = _F0
+        g1 = _F0
+        g2 = _F0
+        g3 = _F0
+        gb = _F0
+        for i in range(B):
+            a = A[oc + i]
+            d0 = D[r0 + i]
+            d1 = D[r1 + i]
+            d2 = D[r2 + i]
+            d3 = D[r3 + i]
+            g0 += d0 * a
+            g1 += d1 * a
+            g2 += d2 * a
+            g3 += d3 * a
+            x = D[oc + i] + w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
+            x = _F0 if (last and a <= 0) else x
+            D[oc + i] = x
+            gb += x
+    return gb
+
+
+@njit(**_INLINE)
+def _loss_grad(A, D, oo, Y, yo, B):
+    """``D[out] = (sigmoid(z) - y) / B`` for the logits z at ``A[oo:]``; returns its sum."""
+    inv_b = _F1 / np.float32(B)
+    gb = _F0
+    for i in range(B):
+        z = A[oo + i]
+        s = _F1 / (_F1 + _expf(-z))
+        s = z if z != z else s
+        d = (s - Y[yo + i]) * inv_b
+        D[oo + i] = d
+        gb += d
+    return gb
+
+
+@njit(**_INLINE)
+def _forward(A, rp, ro, coff, w, b, bo, n_in, U, B):
+    """Forward pass of one model (CSR row pointers at ``rp[ro:]``, biases at ``b[bo:]``); inputs in A[:n_in]."""
+    for u in range(n_in, U):
+        k0 = rp[ro + u]
+        _fwd_row(A, u * B, B, b[bo + u], coff, w, k0, rp[ro + u + _U1] - k0, u < U - _U1)
+
+
+@njit(**_INLINE)
+def _backward(A, D, Y, yo, cp, ro, roff, widx, w, wbuf, b, bbuf, bmask, bo, U, B, lr, momentum, weight_decay):
+    """Backward pass and SGD step of one model after :func:`_forward` (CSC pointers at ``cp[ro:]``)."""
+    oo = (U - _U1) * B
+    gb = _loss_grad(A, D, oo, Y, yo, B)
+    _sgd(b, bbuf, bo + U - _U1, gb, lr, momentum, weight_decay)
+    c = U - _U1
+    while c > 0:
+        c -= _U1
+        q0 = cp[ro + c]
+        gb = _col_pass(A, D, c * B, B, roff, widx, w, wbuf, q0, cp[ro + c + _U1] - q0, oo, lr, momentum,
+                       weight_decay)
+        if bmask[bo + c]:
+            _sgd(b, bbuf, bo + c, gb, lr, momentum, weight_decay)
+
+
+@njit(cache=True)
+def _finite(w, k0, k1, b, b0, b1):
+    for k in range(k0, k1):
+        if not math.isfinite(w[k]):
+            return False
+    for k in range(b0, b1):
+        if not math.isfinite(b[k]):
+            return False
+    return True
+
+
+@njit(parallel=True, **_JIT)
+def _train_epoch(Xe, Ye, group_start, group_models, group_slot, rowptr, colptr, coff, roff, widx, w, wbuf,
+                 b, bbuf, bmask, lr, momentum, weight_decay, active):
+    """One epoch of every active model; models that end it with a non-finite parameter are deactivated.
+
+    ``Xe (slots, steps, n_in, B)``, ``Ye (slots, steps, B)``: the epoch's batches per seed slot.
+    Group g trains models ``group_models[group_start[g]:group_start[g+1]]`` on slot ``group_slot[g]``.
+    """
+    n_groups = len(group_slot)
+    U = np.uint64(b.shape[1])
+    n_in = np.uint64(Xe.shape[2])
+    steps = np.uint64(Ye.shape[1])
+    B = np.uint64(Ye.shape[2])
+    Xf = Xe.ravel()
+    Yf = Ye.ravel()
+    bf = b.ravel()
+    bbf = bbuf.ravel()
+    bmf = bmask.ravel()
+    rpf = rowptr.ravel()
+    cpf = colptr.ravel()
+    for g in prange(n_groups):
+        A = np.empty(U * B, np.float32)
+        D = np.empty(U * B, np.float32)
+        slot = np.uint64(group_slot[g])
+        for s in range(steps):
+            xo = (slot * steps + s) * n_in * B
+            for i in range(n_in * B):
+                A[i] = Xf[xo + i]
+            yo = (slot * steps + s) * B
+            for q in range(group_start[g], group_start[g + 1]):
+                m = group_models[q]
+                if not active[m]:
+                    continue
+                mu = np.uint64(m)
+                ro = mu * (U + _U1)
+                _forward(A, rpf, ro, coff, w, bf, mu * U, n_in, U, B)
+                _backward(A, D, Yf, yo, cpf, ro, roff, widx, w, wbuf, bf, bbf, bmf, mu * U, U, B,
+                          lr[m], momentum, weight_decay)
+        for q in range(group_start[g], group_start[g + 1]):
+            m = group_models[q]
+            mu = np.uint64(m)
+            ro = mu * (U + _U1)
+            if active[m] and not _finite(w, rpf[ro], rpf[ro + U], bf, mu * U, (mu + _U1) * U):
+                active[m] = 0
+
+
+@njit(parallel=True, cache=True)
+def _gather_batches(X, y, perms, Xe, Ye):
+    """``Xe[s, t, j, i] = X[perms[s, t*B + i], j]``, ``Ye[s, t, i] = y[perms[s, t*B + i]]``."""
+    steps, n_in, B = Xe.shape[1], Xe.shape[2], Xe.shape[3]
+    for s in prange(perms.shape[0]):
+        for t in range(steps):
+            for i in range(B):
+                p = perms[s, t * B + i]
+                for j in range(n_in):
+                    Xe[s, t, j, i] = X[p, j]
+                Ye[s, t, i] = y[p]
+
+
+@njit(parallel=True, **_JIT)
+def _evaluate(Xb, Yb, valid, rowptr, coff, w, b, correct, loss):
+    """Accuracy counts and summed BCE of every model over blocks ``Xb (blocks, n_in, B)``.
+
+    ``valid[k]``: how many points of block k are real (the rest is padding). A NaN logit is wrong.
+    """
+    R = b.shape[0]
+    U = np.uint64(b.shape[1])
+    n_in = np.uint64(Xb.shape[1])
+    B = np.uint64(Xb.shape[2])
+    Xf = Xb.ravel()
+    Yf = Yb.ravel()
+    bf = b.ravel()
+    rpf = rowptr.ravel()
+    oo = (U - _U1) * B
+    for m in prange(R):
+        A = np.empty(U * B, np.float32)
+        mu = np.uint64(m)
+        ro = mu * (U + _U1)
+        n_correct = 0
+        total = 0.0
+        for k in range(Xb.shape[0]):
+            xo = np.uint64(k) * n_in * B
+            for i in range(n_in * B):
+                A[i] = Xf[xo + i]
+            _forward(A, rpf, ro, coff, w, bf, mu * U, n_in, U, B)
+            yo = np.uint64(k) * B
+            nv = np.uint64(valid[k])
+            part = _F0
+            hits = 0
+            for i in range(B):
+                z = A[oo + i]
+                t = Yf[yo + i]
+                ok = i < nv
+                part += _bce(z, t) if ok else _F0
+                hits += 1 if (ok and z == z and (z > 0) == (t > np.float32(0.5))) else 0
+            total += part
+            n_correct += hits
+        correct[m] = n_correct
+        loss[m] = total
+
+
+# -- packing -----------------------------------------------------------------------------------
+@dataclass
+class _Packed:
+    """R models in the kernels' sparse layout (see the module docstring)."""
+
+    widths: tuple[int, ...]
+    batch: int        # B: the offsets below are unit * B
+    rowptr: np.ndarray  # (R, U+1) uint64: model r's weights of unit u are w[rowptr[r,u]:rowptr[r,u+1]]
+    colptr: np.ndarray  # (R, U+1) uint64: CSC entries of unit u
+    coff: np.ndarray    # (nnz,) uint64: input-unit offset of each weight (CSR order)
+    roff: np.ndarray    # (nnz,) uint64: output-unit offset of each CSC entry
+    widx: np.ndarray    # (nnz,) uint64: CSR index of each CSC entry
+    w: np.ndarray       # (nnz,) float32
+    b: np.ndarray       # (R, U) float32, masked biases 0
+    bmask: np.ndarray   # (R, U) uint8
+    where: list         # per layer: (model, row, column, position in w) of its weights
+
+
+def _pack(widths, masks, params, batch: int) -> _Packed:
+    """Sparse layout of R models: ``masks[l]`` bool (R, out, in), ``params[l] = (W (R,out,in), b (R,out))``."""
+    widths = tuple(widths)
+    R = masks[0].shape[0]
+    U = sum(widths)
+    uoff = np.cumsum((0,) + widths)
+    parts = []  # per layer: model, unit, input unit, value, layer, row and column in the layer
+    for l, m in enumerate(masks):
+        r, j, i = np.nonzero(m)
+        parts.append((r, uoff[l + 1] + j, uoff[l] + i, params[l][0][r, j, i], np.full(len(r), l), j, i))
+    rr, rows, cols, vals, layer, jj, ii = (np.concatenate(x) for x in zip(*parts))
+    order = np.lexsort((cols, rows, rr))  # CSR: by model, then unit, then input unit
+    rr, rows, cols, vals, layer, jj, ii = (x[order] for x in (rr, rows, cols, vals, layer, jj, ii))
+    where = []
+    for l in range(len(masks)):
+        pos = np.flatnonzero(layer == l)
+        where.append((rr[pos], jj[pos], ii[pos], pos))
+
+    def pointers(unit):
+        counts = np.bincount(rr * U + unit, minlength=R * U).reshape(R, U)
+        ptr = np.zeros((R, U + 1), np.uint64)
+        ptr[:, 1:] = np.cumsum(counts, axis=1)
+        ptr += np.concatenate([[0], np.cumsum(counts.sum(axis=1))[:-1]]).astype(np.uint64)[:, None]
+        return ptr
+
+    csc = np.lexsort((rows, cols, rr))  # CSC: by model, then input unit, then unit
+    bm = bias_masks(masks)
+    b = np.zeros((R, U), np.float32)
+    bmask = np.zeros((R, U), np.uint8)
+    for l, (_, bl) in enumerate(params):
+        b[:, uoff[l + 1]:uoff[l + 2]] = np.where(bm[l], bl, 0)
+        bmask[:, uoff[l + 1]:uoff[l + 2]] = bm[l]
+    B = np.uint64(batch)
+    return _Packed(widths, batch, pointers(rows), pointers(cols), cols.astype(np.uint64) * B,
+                   rows[csc].astype(np.uint64) * B, csc.astype(np.uint64), np.ascontiguousarray(vals, np.float32),
+                   b, bmask, where)
+
+
+def _unpack(p: _Packed) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(W (R, out, in), b (R, out))] of the packed models (masked entries exactly 0)."""
+    R = p.b.shape[0]
+    uoff = np.cumsum((0,) + p.widths)
+    out = []
+    for l in range(len(p.widths) - 1):
+        W = np.zeros((R, p.widths[l + 1], p.widths[l]), np.float32)
+        r, j, i, pos = p.where[l]
+        W[r, j, i] = p.w[pos]
+        out.append((W, p.b[:, uoff[l + 1]:uoff[l + 2]].copy()))
+    return out
+
+
+def _blocks(X, y, block: int):
+    """X, y cut into (blocks, n_in, block) / (blocks, block) padded with zeros, and the valid counts."""
+    n, n_in = X.shape
+    nb = max(1, -(-n // block))
+    Xb = np.zeros((nb * block, n_in), np.float32)
+    Yb = np.zeros(nb * block, np.float32)
+    Xb[:n], Yb[:n] = X, y
+    valid = np.clip(n - np.arange(nb) * block, 0, block).astype(np.int64)
+    return (np.ascontiguousarray(Xb.reshape(nb, block, n_in).transpose(0, 2, 1)),
+            Yb.reshape(nb, block), valid)
+
+
+# -- API ---------------------------------------------------------------------------------------
+@dataclass
+class EngineResult:
+    """Per-model outcome of :func:`train_masks` (arrays of length R, in the order of the masks)."""
+
+    train_acc: np.ndarray      # float64: fraction of training points with (logit > 0) == label
+    final_loss: np.ndarray     # float64: mean BCE over the training set after training
+    diverged: np.ndarray       # bool
+    epochs_run: np.ndarray     # int64
+    heldout_acc: np.ndarray | None
+    weights: list              # [(W (R, out, in), b (R, out))] float32, masked entries 0
+    wall_time_s: float
+
+    def __len__(self) -> int:
+        return len(self.train_acc)
+
+    def params(self, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(W, b), ...] of model r."""
+        return [(W[r], b[r]) for W, b in self.weights]
+
+
+def _per_model(value, R: int, name: str, kind):
+    if isinstance(value, (str, bytes)) or np.ndim(value) == 0:
+        return [kind(value)] * R
+    values = [kind(v) for v in value]
+    if len(values) != R:
+        raise ValueError(f"{name} has {len(values)} entries for {R} models")
+    return values
+
+
+def _initial_params(widths, R, seeds, init, init_width):
+    """Per-layer (W (R, out, in), b (R, out)) float32 before masking."""
+    out = [(np.empty((R, widths[l + 1], widths[l]), np.float32), np.empty((R, widths[l + 1]), np.float32))
+           for l in range(len(widths) - 1)]
+    if init is None:
+        by_seed = {}
+        for r, s in enumerate(seeds):
+            by_seed.setdefault(s, []).append(r)
+        for s, rs in by_seed.items():
+            for l, (w, b) in enumerate(init_params(widths, init_width, s)):
+                out[l][0][rs] = w.numpy()
+                out[l][1][rs] = b.numpy()
+        return out
+    if len(init) != len(widths) - 1:
+        raise ValueError(f"init has {len(init)} layers, widths {widths} need {len(widths) - 1}")
+    for l, (w, b) in enumerate(init):
+        w, b = np.asarray(w, np.float32), np.asarray(b, np.float32)
+        o, i = widths[l + 1], widths[l]
+        if w.shape[-2] < o or w.shape[-1] < i or b.shape[-1] < o or w.ndim not in (2, 3) or b.ndim != w.ndim - 1:
+            raise ValueError(f"init layer {l}: shapes {w.shape}, {b.shape} do not cover ({o}, {i})")
+        if w.ndim == 3 and (w.shape[0] != R or b.shape[0] != R):
+            raise ValueError(f"init layer {l} has {w.shape[0]} models, expected {R}")
+        out[l][0][:] = w[..., :o, :i]
+        out[l][1][:] = b[..., :o]
+    return out
+
+
+def _groups(seed_slot: np.ndarray, models: np.ndarray, cost: np.ndarray, group_size: int):
+    """Cut models (sharing a data slot within a group) into groups, costliest first."""
+    groups = []
+    for slot in np.unique(seed_slot[models]):
+        ms = models[seed_slot[models] == slot]
+        ms = ms[np.argsort(-cost[ms], kind="stable")]  # similar costs together
+        for k in range(0, len(ms), group_size):
+            groups.append((slot, ms[k:k + group_size]))
+    groups.sort(key=lambda g: -cost[g[1]].sum())
+    start = np.zeros(len(groups) + 1, np.int64)
+    start[1:] = np.cumsum([len(g[1]) for g in groups])
+    flat = np.concatenate([g[1] for g in groups]).astype(np.int64) if groups else np.zeros(0, np.int64)
+    return start, flat, np.array([g[0] for g in groups], np.int64)
+
+
+def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50, batch_size: int = 128,
+                momentum: float = 0.9, weight_decay: float = 5e-4, init=None, init_width: int | None = 16,
+                X_heldout=None, y_heldout=None, threads: int | None = None, progress=None,
+                group_size: int = 16) -> EngineResult:
+    """Train R masked MLPs ``widths[0] -> ... -> 1`` by the paper's protocol (see the module docstring).
+
+    ``masks``: per layer a bool array ``(R, out, in)`` (or ``(out, in)``, shared by all models).
+    ``lrs``, ``schedules`` (cosine | step | constant), ``seeds``: one value or one per model.
+    ``init``: a fixed ``[(W, b), ...]`` (2-D, shared; or 3-D, per model; sliced to ``widths``)
+    instead of ``init_params(widths, init_width, seed)``. ``threads``: numba threads (default all).
+    ``progress``: None, True (a tqdm bar) or ``callable(epochs_done, epochs_total)``.
+    ``group_size``: most models a thread trains in lockstep on one batch.
+    """
+    t0 = time.perf_counter()
+    widths = check_widths(widths)
+    if widths[-1] != 1:
+        raise ValueError(f"the engine trains one-logit MLPs; widths end in {widths[-1]}")
+    L = len(widths) - 1
+    masks = [np.asarray(m) != 0 for m in masks]
+    if len(masks) != L:
+        raise ValueError(f"expected {L} layer masks for widths {widths}, got {len(masks)}")
+    R = next((m.shape[0] for m in masks if m.ndim == 3), None)
+    if R is None:
+        R = next((len(v) for v in (lrs, seeds) if np.ndim(v) == 1), None)
+        if R is None and not isinstance(schedules, str):
+            R = len(schedules)
+        R = 1 if R is None else R
+    for l, m in enumerate(masks):
+        shape = (widths[l + 1], widths[l])
+        if m.shape[-2:] != shape or m.ndim not in (2, 3) or (m.ndim == 3 and m.shape[0] != R):
+            raise ValueError(f"mask {l} has shape {m.shape}, expected ({R}, {shape[0]}, {shape[1]})")
+        masks[l] = np.broadcast_to(m, (R,) + shape)
+    lrs = _per_model(lrs, R, "lrs", float)
+    schedules = _per_model(schedules, R, "schedules", str)
+    seeds = _per_model(seeds, R, "seeds", int)
+    for lr in lrs:
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"learning rates must be positive, got {lr}")
+    for s in schedules:
+        if s not in SCHEDULES:
+            raise ValueError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    X = np.ascontiguousarray(X, np.float32)
+    y = np.ascontiguousarray(y, np.float32).reshape(-1)
+    if X.ndim != 2 or X.shape[1] != widths[0] or len(y) != len(X):
+        raise ValueError(f"X must be (n, {widths[0]}) with n labels; got {X.shape} and {y.shape}")
+    n = len(X)
+    steps = n // batch_size
+    if steps < 1:
+        raise ValueError(f"{n} points are fewer than one batch of {batch_size}")
+    if (X_heldout is None) != (y_heldout is None):
+        raise ValueError("give both X_heldout and y_heldout, or neither")
+
+    params = _initial_params(widths, R, seeds, init, init_width)
+    packed = _pack(widths, masks, params, batch_size)
+    wbuf = np.zeros_like(packed.w)
+    bbuf = np.zeros_like(packed.b)
+    active = np.ones(R, np.uint8)
+    epochs_run = np.zeros(R, np.int64)
+    nnz = np.diff(packed.rowptr[:, [0, -1]], axis=1).ravel().astype(np.float64)
+    cost = nnz + sum(widths)  # per-step work of a model, roughly
+
+    uniq_seeds, seed_slot = np.unique(np.asarray(seeds, np.int64), return_inverse=True)
+    per_seed = steps * batch_size * (widths[0] + 1) * 4
+    seeds_per_block = max(1, _MAX_DATA_BYTES // per_seed)
+    n_threads = numba.get_num_threads() if threads is None else int(threads)
+    if not 1 <= n_threads <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, got {threads}")
+    lr_keys = sorted(set(zip(schedules, lrs)))
+    lr_index = np.array([lr_keys.index(k) for k in zip(schedules, lrs)], np.int64)
+
+    bar, report = None, None
+    total_epochs = epochs * (-(-len(uniq_seeds) // seeds_per_block))
+    if progress is True:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total_epochs, desc=f"train {R} masks", unit="epoch")
+    elif callable(progress):
+        report = progress
+
+    old_threads, old_chunk = numba.get_num_threads(), numba.get_parallel_chunksize()
+    numba.set_num_threads(n_threads)
+    numba.set_parallel_chunksize(1)  # dynamic scheduling: groups differ in cost
+    done = 0
+    try:
+        for first in range(0, len(uniq_seeds), seeds_per_block):
+            block = np.arange(first, min(first + seeds_per_block, len(uniq_seeds)))
+            models = np.flatnonzero(np.isin(seed_slot, block))
+            g = max(1, min(group_size, -(-len(models) // (4 * n_threads))))
+            start, flat, slot = _groups(seed_slot - first, models, cost, g)
+            Xe = np.empty((len(block), steps, widths[0], batch_size), np.float32)
+            Ye = np.empty((len(block), steps, batch_size), np.float32)
+            for epoch in range(epochs):
+                perms = np.stack([epoch_permutation(uniq_seeds[s], epoch, n)[:steps * batch_size] for s in block])
+                _gather_batches(X, y, perms, Xe, Ye)
+                lr_epoch = np.array([lr_at(s, lr, epoch, epochs) for s, lr in lr_keys], np.float32)[lr_index]
+                epochs_run[models[active[models] != 0]] += 1
+                _train_epoch(Xe, Ye, start, flat, slot, packed.rowptr, packed.colptr, packed.coff, packed.roff,
+                             packed.widx, packed.w, wbuf, packed.b, bbuf, packed.bmask, lr_epoch,
+                             np.float32(momentum), np.float32(weight_decay), active)
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+                if report is not None:
+                    report(done, total_epochs)
+                if not active[models].any():
+                    break
+        correct = np.zeros(R, np.int64)
+        loss = np.zeros(R, np.float64)
+        _evaluate(*_blocks(X, y, batch_size), packed.rowptr, packed.coff, packed.w, packed.b, correct, loss)
+        heldout = None
+        if X_heldout is not None:
+            Xh = np.ascontiguousarray(X_heldout, np.float32)
+            yh = np.ascontiguousarray(y_heldout, np.float32).reshape(-1)
+            if Xh.ndim != 2 or Xh.shape[1] != widths[0] or len(yh) != len(Xh) or len(Xh) == 0:
+                raise ValueError(f"X_heldout must be (m > 0, {widths[0]}) with m labels")
+            hc = np.zeros(R, np.int64)
+            _evaluate(*_blocks(Xh, yh, batch_size), packed.rowptr, packed.coff, packed.w, packed.b,
+                      hc, np.zeros(R, np.float64))
+            heldout = hc / len(Xh)
+    finally:
+        numba.set_num_threads(old_threads)
+        numba.set_parallel_chunksize(old_chunk)
+        if bar is not None:
+            bar.close()
+    final_loss = loss / n
+    diverged = (active == 0) | ~np.isfinite(final_loss)
+    return EngineResult(correct / n, final_loss, diverged, epochs_run, heldout, _unpack(packed),
+                        time.perf_counter() - t0)
