@@ -214,7 +214,8 @@ def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.de
             weights = model.replica_params(i)
         metrics = {"train_acc": float(acc[i]), "heldout_acc": float(hacc[i]), "final_loss": float(loss[i]),
                    "diverged": bool(diverged[i]), **{k: int(v) for k, v in counts.items()}}
-        extra = {**ctx.extra[i], "epochs_trained": trainer.epoch_counter, "chunk_size": len(runs)}
+        extra = {**ctx.extra[i], "epochs_trained": trainer.epoch_counter, "chunk_size": len(runs),
+                 "layer_nnz": [int(mk.sum()) for mk in m]}
         rows.append(make_row(run.config, masks=m, weights=weights if cfg.keep_weights else None, metrics=metrics,
                              extra=extra, engine=ENGINE_NAMES[cfg.engine], wall_time_s=wall))
     return rows
@@ -269,3 +270,33 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
         if bar is not None:
             bar.close()
     return all_rows
+
+
+def sweep_config_from_row(row, **overrides) -> SweepConfig:
+    """The one-run :class:`SweepConfig` that produced a stored row (dict or DataFrame row).
+
+    ``overrides`` (e.g. ``engine="single"``, ``device="cuda"``) change how, not what, is run.
+    """
+    import json
+    config = json.loads(row["config"])
+    params = dict(config["params"])
+    method = params.pop("method")
+    params.pop("procedure", None)
+    data = config.get("data", {})
+    cfg = dict(method=method, widths=tuple(config["widths"]), nnz=(config["target_nnz"],), lrs=(config["lr"],),
+               schedules=(config["schedule"],), seeds=config["seed"] + 1, epochs=config["epochs"],
+               batch_size=config["batch_size"], momentum=config["momentum"], weight_decay=config["weight_decay"],
+               init_width=config["init_width"], method_params=params, heldout=data.get("heldout", "between"),
+               subsample=data.get("subsample", 1))
+    cfg.update(overrides)
+    return SweepConfig(**cfg)
+
+
+def rerun(row, **overrides) -> dict:
+    """Run again the run that produced ``row``; returns the new row (same ``run_id``)."""
+    cfg = sweep_config_from_row(row, **overrides)
+    data = load_data(cfg)
+    runs = [r for r in build_runs(cfg, data) if r.run_id == row["run_id"]]
+    if not runs:
+        raise ValueError(f"row {row['run_id']} cannot be rebuilt from its configuration (data or code changed?)")
+    return run_chunk(cfg, runs, data, resolve_device(cfg.device))[0]

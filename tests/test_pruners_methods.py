@@ -332,3 +332,13 @@ def test_grasp_and_snip_scores_match_explicit_hessian():
     g1 = torch.autograd.functional.jacobian(lambda v: f(v, 1.0), flat)
     got = torch.cat([s[0].flatten() for s in snip.scores(ctx)])
     assert torch.allclose(got, (flat * g1).abs(), atol=1e-7, rtol=1e-5)
+
+
+def test_row_turns_back_into_its_run():
+    from pruners.runner import rerun
+    cfg = SweepConfig(method="imp", method_params={"rate": 0.5, "rewind": "step", "rewind_step": 3}, nnz=(60,),
+                      lrs=(0.1,), schedules=("step",), seeds=2, epochs=1, subsample=50, device="cpu")
+    row = run_sweep(cfg)[1]
+    again = rerun(row, engine="single")
+    assert again["run_id"] == row["run_id"] and again["mask_bits"] == row["mask_bits"]
+    assert abs(again["final_loss"] - row["final_loss"]) < 1e-4
