@@ -27,6 +27,7 @@ import pkgutil
 from .base import (METHODS, AfterTrainingConfig, AtInitConfig, CyclesConfig, EpochStats, GradualConfig, Method,
                    MethodConfig, PruneContext, get_method, register)
 from .layers import BatchedLinear, BatchedMLP, Prunable, attach_masks, prunable_layers
+from .masking import mask_overlap, sparsity_report
 
 _loaded = False
 
@@ -42,12 +43,10 @@ def load_methods() -> dict:
     return METHODS
 
 
-def run_sweep(config, **kwargs):
-    """The batched spiral sweep; see :func:`pruners.runner.run_sweep`."""
-    from .runner import run_sweep as _run
-    return _run(config, **kwargs)
+from .runner import SweepConfig, rerun, run_sweep  # noqa: E402  (the library entry points)
 
 
 __all__ = ["METHODS", "Method", "MethodConfig", "AtInitConfig", "CyclesConfig", "GradualConfig",
            "AfterTrainingConfig", "EpochStats", "PruneContext", "register", "get_method", "load_methods",
-           "BatchedLinear", "BatchedMLP", "Prunable", "attach_masks", "prunable_layers", "run_sweep"]
+           "BatchedLinear", "BatchedMLP", "Prunable", "attach_masks", "prunable_layers", "SweepConfig", "run_sweep",
+           "rerun", "sparsity_report", "mask_overlap"]

@@ -141,3 +141,27 @@ def flow_repair(mask: list[torch.Tensor], counts: torch.Tensor, generator_for) -
             mask[li][r].reshape(mask[li][r].shape[0], mask[li][r].shape[1], -1)[o, i, k] = False
             surplus -= 1
     return mask
+
+
+def sparsity_report(masks) -> list[dict]:
+    """Per replica: weight nonzeros, density and per-layer counts of boolean masks ``(R, *shape)``
+    (a JSON-ready summary)."""
+    masks = [torch.as_tensor(m) != 0 for m in masks]
+    R = masks[0].shape[0]
+    out = []
+    for r in range(R):
+        layers = [{"shape": list(m.shape[1:]), "nnz": int(m[r].sum()), "numel": int(m[r].numel()),
+                   "density": float(m[r].float().mean())} for m in masks]
+        nnz, numel = sum(l["nnz"] for l in layers), sum(l["numel"] for l in layers)
+        out.append({"weight_nnz": nnz, "numel": numel, "density": nnz / numel, "layers": layers})
+    return out
+
+
+def mask_overlap(a, b) -> torch.Tensor:
+    """Per-replica Jaccard overlap ``|a & b| / |a | b|`` of two masks (lists of ``(R, *shape)``)."""
+    a = [torch.as_tensor(m) != 0 for m in a]
+    b = [torch.as_tensor(m) != 0 for m in b]
+    R = a[0].shape[0]
+    inter = sum((x & y).reshape(R, -1).sum(1) for x, y in zip(a, b))
+    union = sum((x | y).reshape(R, -1).sum(1) for x, y in zip(a, b))
+    return inter.double() / union.clamp(min=1).double()

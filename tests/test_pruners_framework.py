@@ -238,3 +238,13 @@ def test_batched_trainer_equals_reference_trainer():
         train_reference(ref, X, y, cfg, device="cpu")
         for (w, b), (wr, br) in zip(model.replica_params(r), ref.params_numpy()):
             assert np.allclose(w, wr, atol=1e-5) and np.allclose(b, br, atol=1e-5)
+
+
+def test_sparsity_report_and_overlap():
+    from pruners import mask_overlap, sparsity_report
+    a = [torch.tensor([[[1, 0], [1, 1]], [[0, 0], [0, 1]]]), torch.tensor([[[1, 1]], [[0, 1]]])]
+    b = [torch.tensor([[[1, 0], [0, 1]], [[1, 0], [0, 1]]]), torch.tensor([[[1, 1]], [[0, 0]]])]
+    rep = sparsity_report(a)
+    assert [r["weight_nnz"] for r in rep] == [5, 2] and rep[0]["layers"][1]["nnz"] == 2
+    assert np.isclose(rep[1]["density"], 2 / 6)
+    assert mask_overlap(a, b).tolist() == [4 / 5, 1 / 3]
