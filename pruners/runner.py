@@ -81,7 +81,13 @@ class SweepConfig:
         bad = [f for f in self.nnz if not 1 <= f <= total]
         if bad:
             raise ValueError(f"targets {bad} outside [1, {total}] (weights of widths {self.widths})")
-        self.method_config()  # validates the method and its parameters
+        mcfg = self.method_config()  # validates the method and its parameters
+        if mcfg.prunable == "hidden":
+            dense = self.widths[-2] * self.widths[-1]
+            low = [f for f in self.nnz if f <= dense]
+            if low:
+                raise ValueError(f"targets {low} leave no weight to the pruned layers: the dense last layer "
+                                 f"holds {dense} (prunable=hidden)")
 
     def method_config(self) -> MethodConfig:
         cls = get_method(self.method)
@@ -221,6 +227,17 @@ def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.de
     return rows
 
 
+def check_feasible(cfg: SweepConfig, data: Dataset) -> None:
+    """Errors that depend on the data, raised before any training."""
+    steps = len(data.X) // cfg.batch_size
+    if steps < 1:
+        raise ValueError(f"{len(data.X)} points are fewer than one batch of {cfg.batch_size}")
+    mcfg = cfg.method_config()
+    if isinstance(mcfg, CyclesConfig) and mcfg.rewind == "step" and mcfg.rewind_step > steps * cfg.epochs:
+        raise ValueError(f"rewind_step {mcfg.rewind_step} lies beyond the first training run "
+                         f"({steps * cfg.epochs} steps)")
+
+
 def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progress: bool = False,
               threads: int | None = None) -> list[dict]:
     """Run the sweep (skipping runs already in ``store``); returns the new rows.
@@ -234,6 +251,7 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
         torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     data = load_data(cfg)
+    check_feasible(cfg, data)
     runs = build_runs(cfg, data)
     if store is not None:
         done = store.done()

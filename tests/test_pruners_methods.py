@@ -280,6 +280,11 @@ def test_cli_errors_and_run(tmp_path, capsys):
     assert "does not apply" in capsys.readouterr().err
     assert main(["prune", "--method", "gmp", "--nnz", "999"]) == 2
     assert main(["prune", "--method", "nope"]) == 2
+    assert main(["prune", "--method", "gmp", "--prunable", "hidden", "--nnz", "10"]) == 2
+    assert main(["prune", "--method", "imp", "--rewind", "step", "--rewind-step", "99999", "--epochs", "1",
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "dense last layer" in err and "rewind_step" in err and len(err.strip().splitlines()) == 4
     out = str(tmp_path / "st")
     args = ["prune", "--method", "synflow", "--rounds", "3", "--widths", "3,3,3", "--nnz", "15", "--lrs", "0.1",
             "--schedules", "constant", "--epochs", "1", "--out", out, "--quiet", "--jobs", "1"]
