@@ -105,6 +105,12 @@ class BatchedMLP(nn.Module):
         """Weight masks as boolean numpy arrays ``(R, out, in)``."""
         return [layer.weight_mask.detach().cpu().numpy() != 0 for layer in self.layers]
 
+    def all_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Masked ``[(W, b), ...]`` of all replicas, ``(R, out, in)`` and ``(R, out)`` float32 numpy."""
+        with torch.no_grad():
+            return [(layer.effective_weight().cpu().numpy(), (layer.bias * layer.bias_mask).cpu().numpy())
+                    for layer in self.layers]
+
     def replica_params(self, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Masked ``[(W, b), ...]`` of replica ``r`` as float32 numpy arrays."""
         with torch.no_grad():

@@ -209,6 +209,7 @@ def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.de
     acc, loss, hacc = acc.cpu().numpy(), loss.cpu().numpy(), hacc.cpu().numpy()
     masks = [l.mask.detach().cpu().numpy() != 0 for l in layers]
     wall = (time.perf_counter() - t0) / len(runs)
+    all_params = model.all_params() if cfg.engine != "single" else None
     rows = []
     for i, run in enumerate(runs):
         m = [mk[i] for mk in masks]
@@ -217,7 +218,7 @@ def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.de
             weights = [(l.weight()[0].detach().cpu().numpy().copy(),
                         (l.bias_param * l.module.bias_mask).detach().cpu().numpy().copy()) for l in layers]
         else:
-            weights = model.replica_params(i)
+            weights = [(w[i].copy(), b[i].copy()) for w, b in all_params]
         metrics = {"train_acc": float(acc[i]), "heldout_acc": float(hacc[i]), "final_loss": float(loss[i]),
                    "diverged": bool(diverged[i]), **{k: int(v) for k, v in counts.items()}}
         extra = {**ctx.extra[i], "epochs_trained": trainer.epoch_counter, "chunk_size": len(runs),
