@@ -12,7 +12,7 @@ How to add a method
        @register
        class Magnitude(Method):
            name = "mag"
-           Config = OneShotConfig
+           Config = AfterTrainingConfig
            procedure = "after_training"
            def scores(self, ctx):
                return [layer.weight().detach().abs() for layer in ctx.layers]
@@ -35,7 +35,9 @@ Procedures (``Method.procedure``; implemented once in :mod:`pruners.procedures`)
 - ``"at_init"``: prune to the target at initialisation, in ``rounds`` rounds without training
   between them (1 = one shot: SNIP, GraSP, random; 100 exponential: SynFlow), then train.
 - ``"cycles"``: train, prune a fraction of the survivors, rewind (weights to init or step k =
-  IMP / lottery tickets, or only the LR schedule = LRR), repeat until the target; then train.
+  IMP / lottery tickets, or only the LR schedule = LRR), repeat until the target (or exactly
+  ``cycles`` geometric rounds); then train. All replicas of one context must need the same
+  number of rounds (:func:`pruners.runner.plan_chunks` groups them).
 - ``"gradual"``: prune on the cubic schedule during one training run (GMP, Zhu & Gupta 2017).
 - ``"after_training"``: train (with the method's hooks), finalize, prune to the target, then
   optionally fine-tune (PILoT, spred, STR, DWF).
