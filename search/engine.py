@@ -663,7 +663,7 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
     uniq_seeds, seed_slot = np.unique(np.asarray(seeds, np.int64), return_inverse=True)
     per_seed = steps * batch_size * (widths[0] + 1) * 4
     seeds_per_block = max(1, _MAX_DATA_BYTES // per_seed)
-    n_threads = numba.get_num_threads() if threads is None else int(threads)
+    n_threads = numba.config.NUMBA_NUM_THREADS if threads is None else int(threads)
     if not 1 <= n_threads <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, got {threads}")
     lr_keys = sorted(set(zip(schedules, lrs)))
