@@ -1,7 +1,10 @@
 """``cubist prune``: a pruning sweep on the Cubist Spiral, R runs trained as one batched model.
 
 Every nnz x lr x schedule x seed combination is one run (Zhang & Papyan 2024's protocol); rows
-go to the result store (``--out``) as chunks finish; rerunning skips stored runs. Method
+go to the result store (``--out``) as chunks finish; rerunning skips stored runs. On CPU,
+``--jobs N`` runs chunks in N worker processes with one torch thread each (tiny batched
+matmuls gain little from threads, and oversubscribed threads are much slower); on CUDA one
+process drives the GPU. Method
 hyper-parameters are flags generated from the methods' config dataclasses; a flag the chosen
 method does not take is an error.
 """
@@ -103,7 +106,7 @@ def _run(args) -> int:
     store = ResultStore(args.out)
     total = len(build_runs(cfg, load_data(cfg)))
     done_before = len(store.done()) if os.path.isdir(args.out) else 0
-    rows = run_sweep(cfg, store=store, progress=not args.quiet, threads=args.jobs)
+    rows = run_sweep(cfg, store=store, progress=not args.quiet, threads=1, jobs=args.jobs)
     if not args.quiet:
         skipped = total - len(rows)
         reached = sum(1 for r in rows if r["train_acc"] is not None and r["train_acc"] >= 0.95)

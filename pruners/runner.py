@@ -239,12 +239,20 @@ def check_feasible(cfg: SweepConfig, data: Dataset) -> None:
                          f"({steps * cfg.epochs} steps)")
 
 
+def _worker(cfg: SweepConfig, chunk: list[Run], threads: int) -> list[dict]:
+    """One chunk in a worker process (CPU): its own data copy and thread count."""
+    torch.set_num_threads(threads)
+    return run_chunk(cfg, chunk, load_data(cfg), torch.device("cpu"))
+
+
 def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progress: bool = False,
-              threads: int | None = None) -> list[dict]:
+              threads: int | None = None, jobs: int = 1) -> list[dict]:
     """Run the sweep (skipping runs already in ``store``); returns the new rows.
 
     ``store``: a :class:`~cubist.store.ResultStore` (or its path) that rows are written to as
-    chunks finish; ``None`` keeps them in memory only. ``threads``: torch CPU threads.
+    chunks finish; ``None`` keeps them in memory only. ``threads``: torch CPU threads (per
+    worker). ``jobs``: worker processes on CPU (chunks are split so every worker has one; the
+    progress bar then advances per finished chunk); ignored on CUDA.
     """
     if isinstance(store, str):
         store = ResultStore(store)
@@ -257,7 +265,14 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
     if store is not None:
         done = store.done()
         runs = [r for r in runs if r.run_id not in done]
-    chunks = plan_chunks(cfg, runs, device)
+    jobs = max(1, int(jobs)) if device.type == "cpu" and cfg.engine == "batched" else 1
+    if jobs > 1 and runs:
+        size = cfg.chunk or default_chunk(device)
+        cfg_split = dataclasses.replace(cfg, chunk=max(1, min(size, math.ceil(len(runs) / jobs))))
+        chunks = plan_chunks(cfg_split, runs, device)
+        jobs = min(jobs, len(chunks))
+    else:
+        chunks = plan_chunks(cfg, runs, device)
     bar = None
     if progress and runs:
         from tqdm import tqdm
@@ -267,6 +282,16 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
     all_rows = []
     writer = StoreWriter(store, flush_every=1) if store is not None else None
     try:
+        if jobs > 1:
+            from joblib import Parallel, delayed
+            pool = Parallel(n_jobs=jobs, return_as="generator_unordered")
+            for rows in pool(delayed(_worker)(cfg, chunk, threads or 1) for chunk in chunks):
+                if bar is not None:
+                    bar.update(len(rows))
+                all_rows += rows
+                if writer is not None:
+                    writer.add(rows)
+            chunks = []
         for chunk in chunks:
             epochs_total = epochs_per_run(cfg, chunk[0])
             credited = [0.0]

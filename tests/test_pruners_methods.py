@@ -347,3 +347,15 @@ def test_row_turns_back_into_its_run():
     again = rerun(row, engine="single")
     assert again["run_id"] == row["run_id"] and again["mask_bits"] == row["mask_bits"]
     assert abs(again["final_loss"] - row["final_loss"]) < 1e-4
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_rows():
+    cfg = SweepConfig(method="gmp", method_params={"prune_steps": 5}, nnz=(20, 40), lrs=(0.1,),
+                      schedules=("cosine", "step"), seeds=1, epochs=1, subsample=50, device="cpu")
+    one = {r["run_id"]: r for r in run_sweep(cfg)}
+    two = run_sweep(cfg, jobs=2)
+    assert sorted(one) == sorted(r["run_id"] for r in two)
+    for r in two:
+        assert r["mask_bits"] == one[r["run_id"]]["mask_bits"]
+        assert abs(r["final_loss"] - one[r["run_id"]]["final_loss"]) < 1e-5
