@@ -27,7 +27,8 @@ contiguous floats and LLVM emits SIMD code. The step code is inlined into one pa
 (no calls, hence no reference counting, per step). Models sharing a seed see the same batches:
 each epoch's data is gathered once per seed into contiguous ``(steps, inputs, batch)`` arrays,
 and a thread trains a group of such models in lockstep, batch by batch, so the batch stays in
-L1. Work is spread over threads by ``prange`` over groups (dynamic scheduling).
+L1. Work is spread over threads by ``prange`` over groups (dynamic scheduling), several epochs
+per kernel call, so that threads meet rarely (which matters on a shared, oversubscribed machine).
 """
 from __future__ import annotations
 
@@ -344,18 +345,22 @@ def _finite(w, k0, k1, b, b0, b1):
 
 
 @njit(parallel=True, **_JIT)
-def _train_epoch(Xe, Ye, group_start, group_models, group_slot, rowptr, colptr, coff, roff, widx, w, wbuf,
-                 b, bbuf, bmask, lr, momentum, weight_decay, active):
-    """One epoch of every active model; models that end it with a non-finite parameter are deactivated.
+def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, colptr, coff, roff, widx, w, wbuf,
+                  b, bbuf, bmask, momentum, weight_decay, active, epochs_run):
+    """Several epochs of every active model; a model that ends an epoch with a non-finite parameter stops.
 
-    ``Xe (slots, steps, n_in, B)``, ``Ye (slots, steps, B)``: the epoch's batches per seed slot.
-    Group g trains models ``group_models[group_start[g]:group_start[g+1]]`` on slot ``group_slot[g]``.
+    ``Xe (epochs, slots, steps, n_in, B)``, ``Ye (epochs, slots, steps, B)``: each epoch's batches per seed
+    slot; ``lr (epochs, R)``. Group g trains models ``group_models[group_start[g]:group_start[g+1]]``
+    on slot ``group_slot[g]``, one batch at a time for all of them, through all the epochs (no
+    barrier between epochs).
     """
     n_groups = len(group_slot)
     U = np.uint64(b.shape[1])
-    n_in = np.uint64(Xe.shape[2])
-    steps = np.uint64(Ye.shape[1])
-    B = np.uint64(Ye.shape[2])
+    n_epochs = np.uint64(Xe.shape[0])
+    n_slots = np.uint64(Xe.shape[1])
+    steps = np.uint64(Ye.shape[2])
+    n_in = np.uint64(Xe.shape[3])
+    B = np.uint64(Ye.shape[3])
     Xf = Xe.ravel()
     Yf = Ye.ravel()
     bf = b.ravel()
@@ -367,39 +372,46 @@ def _train_epoch(Xe, Ye, group_start, group_models, group_slot, rowptr, colptr, 
         A = np.empty(U * B, np.float32)
         D = np.empty(U * B, np.float32)
         slot = np.uint64(group_slot[g])
-        for s in range(steps):
-            xo = (slot * steps + s) * n_in * B
-            for i in range(n_in * B):
-                A[i] = Xf[xo + i]
-            yo = (slot * steps + s) * B
+        for e in range(n_epochs):
             for q in range(group_start[g], group_start[g + 1]):
                 m = group_models[q]
-                if not active[m]:
-                    continue
+                if active[m]:
+                    epochs_run[m] += 1
+            for s in range(steps):
+                batch = (e * n_slots + slot) * steps + s
+                xo = batch * n_in * B
+                for i in range(n_in * B):
+                    A[i] = Xf[xo + i]
+                yo = batch * B
+                for q in range(group_start[g], group_start[g + 1]):
+                    m = group_models[q]
+                    if not active[m]:
+                        continue
+                    mu = np.uint64(m)
+                    ro = mu * (U + _U1)
+                    _forward(A, rpf, ro, coff, w, bf, mu * U, n_in, U, B)
+                    _backward(A, D, Yf, yo, cpf, ro, roff, widx, w, wbuf, bf, bbf, bmf, mu * U, U, B,
+                              lr[e, m], momentum, weight_decay)
+            for q in range(group_start[g], group_start[g + 1]):
+                m = group_models[q]
                 mu = np.uint64(m)
                 ro = mu * (U + _U1)
-                _forward(A, rpf, ro, coff, w, bf, mu * U, n_in, U, B)
-                _backward(A, D, Yf, yo, cpf, ro, roff, widx, w, wbuf, bf, bbf, bmf, mu * U, U, B,
-                          lr[m], momentum, weight_decay)
-        for q in range(group_start[g], group_start[g + 1]):
-            m = group_models[q]
-            mu = np.uint64(m)
-            ro = mu * (U + _U1)
-            if active[m] and not _finite(w, rpf[ro], rpf[ro + U], bf, mu * U, (mu + _U1) * U):
-                active[m] = 0
+                if active[m] and not _finite(w, rpf[ro], rpf[ro + U], bf, mu * U, (mu + _U1) * U):
+                    active[m] = 0
 
 
 @njit(parallel=True, cache=True)
 def _gather_batches(X, y, perms, Xe, Ye):
-    """``Xe[s, t, j, i] = X[perms[s, t*B + i], j]``, ``Ye[s, t, i] = y[perms[s, t*B + i]]``."""
-    steps, n_in, B = Xe.shape[1], Xe.shape[2], Xe.shape[3]
-    for s in prange(perms.shape[0]):
+    """``Xe[e, s, t, j, i] = X[p, j]``, ``Ye[e, s, t, i] = y[p]`` with ``p = perms[e, s, t*B + i]``."""
+    n_epochs, n_slots, steps, n_in, B = Xe.shape
+    for k in prange(n_epochs * n_slots):
+        e, s = k // n_slots, k % n_slots
         for t in range(steps):
             for i in range(B):
-                p = perms[s, t * B + i]
+                p = perms[e, s, t * B + i]
                 for j in range(n_in):
-                    Xe[s, t, j, i] = X[p, j]
-                Ye[s, t, i] = y[p]
+                    Xe[e, s, t, j, i] = X[p, j]
+                Ye[e, s, t, i] = y[p]
 
 
 @njit(parallel=True, **_JIT)
@@ -607,7 +619,8 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
     ``lrs``, ``schedules`` (cosine | step | constant), ``seeds``: one value or one per model.
     ``init``: a fixed ``[(W, b), ...]`` (2-D, shared; or 3-D, per model; sliced to ``widths``)
     instead of ``init_params(widths, init_width, seed)``. ``threads``: numba threads (default all).
-    ``progress``: None, True (a tqdm bar) or ``callable(epochs_done, epochs_total)``.
+    ``progress``: None, True (a tqdm bar) or ``callable(epochs_done, epochs_total)``, called every
+    (up to 10) epochs of each block of seeds (``epochs_total`` = epochs x blocks).
     ``group_size``: most models a thread trains in lockstep on one batch.
     """
     t0 = time.perf_counter()
@@ -661,16 +674,19 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
     cost = nnz + sum(widths)  # per-step work of a model, roughly
 
     uniq_seeds, seed_slot = np.unique(np.asarray(seeds, np.int64), return_inverse=True)
-    per_seed = steps * batch_size * (widths[0] + 1) * 4
-    seeds_per_block = max(1, _MAX_DATA_BYTES // per_seed)
+    per_epoch = steps * batch_size * (widths[0] + 1) * 4  # bytes of one seed's batches of one epoch
+    seeds_per_block = max(1, _MAX_DATA_BYTES // per_epoch)
     n_threads = numba.config.NUMBA_NUM_THREADS if threads is None else int(threads)
     if not 1 <= n_threads <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, got {threads}")
     lr_keys = sorted(set(zip(schedules, lrs)))
     lr_index = np.array([lr_keys.index(k) for k in zip(schedules, lrs)], np.int64)
+    lr_table = np.array([[lr_at(s, lr, e, epochs) for s, lr in lr_keys] for e in range(epochs)],
+                        np.float32)[:, lr_index]  # (epochs, R)
 
     bar, report = None, None
-    total_epochs = epochs * (-(-len(uniq_seeds) // seeds_per_block))
+    n_blocks = -(-len(uniq_seeds) // seeds_per_block)
+    total_epochs = epochs * n_blocks
     if progress is True:
         from tqdm.auto import tqdm
         bar = tqdm(total=total_epochs, desc=f"train {R} masks", unit="epoch")
@@ -687,19 +703,23 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
             models = np.flatnonzero(np.isin(seed_slot, block))
             g = max(1, min(group_size, -(-len(models) // (4 * n_threads))))
             start, flat, slot = _groups(seed_slot - first, models, cost, g)
-            Xe = np.empty((len(block), steps, widths[0], batch_size), np.float32)
-            Ye = np.empty((len(block), steps, batch_size), np.float32)
-            for epoch in range(epochs):
-                perms = np.stack([epoch_permutation(uniq_seeds[s], epoch, n)[:steps * batch_size] for s in block])
+            # as many epochs per kernel call as the data budget allows (threads meet once per call);
+            # at most 10 when progress is reported
+            per_call = max(1, min(epochs if bar is None and report is None else 10,
+                                  _MAX_DATA_BYTES // (per_epoch * len(block))))
+            for e0 in range(0, epochs, per_call):
+                es = range(e0, min(e0 + per_call, epochs))
+                perms = np.stack([np.stack([epoch_permutation(uniq_seeds[s], e, n)[:steps * batch_size]
+                                            for s in block]) for e in es])
+                Xe = np.empty((len(es), len(block), steps, widths[0], batch_size), np.float32)
+                Ye = np.empty((len(es), len(block), steps, batch_size), np.float32)
                 _gather_batches(X, y, perms, Xe, Ye)
-                lr_epoch = np.array([lr_at(s, lr, epoch, epochs) for s, lr in lr_keys], np.float32)[lr_index]
-                epochs_run[models[active[models] != 0]] += 1
-                _train_epoch(Xe, Ye, start, flat, slot, packed.rowptr, packed.colptr, packed.coff, packed.roff,
-                             packed.widx, packed.w, wbuf, packed.b, bbuf, packed.bmask, lr_epoch,
-                             np.float32(momentum), np.float32(weight_decay), active)
-                done += 1
+                _train_epochs(Xe, Ye, lr_table[e0:e0 + len(es)], start, flat, slot, packed.rowptr, packed.colptr,
+                              packed.coff, packed.roff, packed.widx, packed.w, wbuf, packed.b, bbuf, packed.bmask,
+                              np.float32(momentum), np.float32(weight_decay), active, epochs_run)
+                done += len(es)
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(len(es))
                 if report is not None:
                     report(done, total_epochs)
                 if not active[models].any():

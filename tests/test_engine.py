@@ -15,6 +15,15 @@ from search.engine import train_masks
 U64 = np.uint64
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The reference trainer's tiny ops are fastest on one thread (and robust on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def spiral():
     return make_spiral()
@@ -243,3 +252,19 @@ def test_bad_arguments_raise(subset):
         train_masks(X, y, widths, masks, lrs=0.1, schedules="linear", seeds=0, epochs=1)
     with pytest.raises(ValueError):
         train_masks(X, y, (2, 3, 2), [masks[0], np.ones((2, 2, 3), bool)], lrs=0.1, schedules="cosine", seeds=0)
+
+
+def test_progress_and_many_seeds(subset):
+    """Progress is reported per chunk of epochs; every model has its own seed (one data slot each)."""
+    X, y = subset
+    widths = (2, 3, 1)
+    R = 5
+    masks = random_masks(widths, R, np.random.default_rng(9))
+    calls = []
+    res = train_masks(X, y, widths, masks, lrs=0.1, schedules="step", seeds=np.arange(R) + 100, epochs=12,
+                      progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (12, 12) and len(calls) == 2
+    quiet = train_masks(X, y, widths, masks, lrs=0.1, schedules="step", seeds=np.arange(R) + 100, epochs=12)
+    for (W, b), (W2, b2) in zip(res.weights, quiet.weights):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
