@@ -10,6 +10,7 @@ method does not take is an error.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 from cubist.cli import CubistError, add_common, csv, positive_int
@@ -60,7 +61,8 @@ def add_parser(sub) -> None:
         flag = "--" + name.replace("_", "-")
         who = ", ".join(takers) if len(takers) < len(methods) else "all methods"
         if typ is bool:
-            mg.add_argument(flag, dest=f"m_{name}", action="store_true", default=None, help=f"{help_text} [{who}]")
+            mg.add_argument(flag, dest=f"m_{name}", action=argparse.BooleanOptionalAction, default=None,
+                            help=f"{help_text} [{who}]")
         else:
             mg.add_argument(flag, dest=f"m_{name}", type=typ, default=None, metavar=typ.__name__.upper(),
                             help=f"{help_text} [{who}]")
