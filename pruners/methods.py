@@ -41,9 +41,12 @@ def _raw_params(ctx: PruneContext) -> list[torch.Tensor]:
 # -- magnitude -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IMPConfig(CyclesConfig):
-    """IMP: ``rewind`` init (lottery tickets) or step (weight rewinding to ``rewind_step``)."""
+    """IMP: ``rewind`` init (lottery tickets) or step (weight rewinding to ``rewind_step``);
+    ``rewind_step > 0`` alone implies ``rewind=step``."""
 
     def __post_init__(self):
+        if self.rewind == "init" and self.rewind_step > 0:
+            object.__setattr__(self, "rewind", "step")
         super().__post_init__()
         if self.rewind == "lr":
             raise ValueError("imp rewinds weights (init or step); use the lrr method for rewind=lr")
@@ -57,8 +60,8 @@ class LRRConfig(CyclesConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.rewind != "lr":
-            raise ValueError("lrr keeps the weights: rewind must be lr")
+        if self.rewind != "lr" or self.rewind_step:
+            raise ValueError("lrr keeps the weights: rewind must be lr and rewind_step 0")
 
 
 @register

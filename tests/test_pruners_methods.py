@@ -359,3 +359,12 @@ def test_worker_processes_give_the_same_rows():
     for r in two:
         assert r["mask_bits"] == one[r["run_id"]]["mask_bits"]
         assert abs(r["final_loss"] - one[r["run_id"]]["final_loss"]) < 1e-5
+
+
+def test_rewind_step_flag_implies_weight_rewinding():
+    from pruners.methods import IMPConfig, LRRConfig
+    assert IMPConfig(rewind_step=5).rewind == "step" and IMPConfig().rewind == "init"
+    with pytest.raises(ValueError):
+        IMPConfig(rewind="lr")
+    with pytest.raises(ValueError):
+        LRRConfig(rewind_step=3)
