@@ -104,7 +104,7 @@ class TrainResult:
 
 @torch.no_grad()
 def evaluate(model, X: torch.Tensor, y: torch.Tensor, chunk: int = 65536) -> tuple[float, float]:
-    """(accuracy, mean BCE loss) of ``model`` on ``X, y``; NaN logits count as wrong."""
+    """(accuracy, mean BCE loss) of ``model`` on ``X, y``; a NaN logit predicts class 0."""
     correct, loss = 0, 0.0
     for s in range(0, len(X), chunk):
         z = model(X[s:s + chunk])

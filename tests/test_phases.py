@@ -1,0 +1,136 @@
+"""Phases 1 and 2 of the search against an independent exhaustive loop (reference trainer)."""
+import itertools
+
+import numpy as np
+import pytest
+
+import cubist
+from cubist.spiral import Dataset
+from search import phases
+from search.phases import Grid, search_masks, search_widths
+
+GRID = Grid(lrs=(0.2,), schedules=("constant",), seeds=1, epochs=10)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    d = Dataset.spiral()
+    sl = slice(None, None, 20)
+    return Dataset(d.X[sl], d.y[sl], d.X_heldout[::40], d.y_heldout[::40], d.id + "-every20", d.recipe)
+
+
+def eligible(rows, cols):
+    for bits in itertools.product([0, 1], repeat=rows * cols):
+        m = np.array(bits, bool).reshape(rows, cols)
+        if m.any(0).all() and m.any(1).all():
+            yield m
+
+
+def canonical(masks):
+    """Smallest byte string over joint permutations of the hidden units (brute force)."""
+    hidden = [m.shape[0] for m in masks[:-1]]
+    best = None
+    for perms in itertools.product(*[itertools.permutations(range(h)) for h in hidden]):
+        ms = [m.copy() for m in masks]
+        for l, p in enumerate(perms):
+            ms[l] = ms[l][list(p), :]
+            ms[l + 1] = ms[l + 1][:, list(p)]
+        key = b"".join(m.tobytes() for m in ms)
+        best = key if best is None or key < best else best
+    return best
+
+
+@pytest.fixture(scope="module")
+def brute(tiny):
+    """Every labelled eligible mask of 2-2-2-1, trained by the reference trainer."""
+    out = []
+    for w1, w2 in itertools.product(eligible(2, 2), eligible(2, 2)):
+        masks = [w1, w2, np.ones((1, 2), bool)]
+        model = cubist.MaskedMLP((2, 2, 2, 1), masks, seed=0)
+        r = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=0.2, schedule="constant",
+                                                                           epochs=10, seed=0), device="cpu")
+        key = canonical(masks)
+        is_rep = key == b"".join(m.tobytes() for m in masks)  # the orbit's smallest member
+        out.append((sum(int(m.sum()) for m in masks), key, r.train_acc, r.diverged, is_rep))
+    return out
+
+
+def pick_target(accs, n):
+    """A target between two distinct accuracies, away from both (robust to 1e-4 weight noise)."""
+    vals = sorted(set(accs))
+    gaps = [(b - a, (a + b) / 2) for a, b in zip(vals, vals[1:]) if b - a > 2.5 / n]
+    assert gaps, "no usable gap"
+    # the widest gap in the upper half of the accuracies: some masks reach it, some do not
+    upper = [g for g in gaps if g[1] >= np.median(vals)] or gaps
+    return max(upper)[1]
+
+
+def test_phase2_matches_exhaustive_loop(tiny, brute, tmp_path):
+    """With one seed every mask gets the same init, so permuted masks differ: the labelled search
+    must match all labelled masks, the orbit search the orbit representatives (smallest member)."""
+    target = pick_target([b[2] for b in brute], len(tiny.X))
+    for symmetry, pool in (("labelled", brute), ("orbits", [b for b in brute if b[4]])):
+        reach = [(nnz, key) for nnz, key, acc, div, _ in pool if acc >= target and not div]
+        sparsest = min(n for n, _ in reach)
+        store = cubist.ResultStore(tmp_path / symmetry)
+        res = search_masks((2, 2), target, GRID, store=store, data=tiny, symmetry=symmetry, quiet=True,
+                           log=lambda *a: None)
+        assert res.sparsest_nnz == sparsest, symmetry
+        assert res.masks_at_sparsest == sum(1 for n, _ in reach if n == sparsest), symmetry
+        # sparsest-first: no level above the sparsest was trained, every level below was
+        assert max(res.levels) == sparsest
+        trained = sum(1 for b in pool if b[0] <= sparsest)
+        df = store.load()
+        assert len(df) == trained and df["weight_nnz"].max() == sparsest
+        assert (df["kind"] == "search_masks").all()
+
+
+def test_phase2_exhaustive_and_resume_after_kill(tiny, tmp_path, monkeypatch):
+    store = cubist.ResultStore(tmp_path / "s")
+    real = phases.train_chunk
+    finished = []
+
+    def dies_after_two(chunk, *a, **k):
+        if len(finished) == 2:
+            raise KeyboardInterrupt  # the sweep is killed after two chunks
+        rows = real(chunk, *a, **k)
+        finished.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(phases, "train_chunk", dies_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        search_masks((2, 2), 0.99, GRID, store=store, data=tiny, exhaustive=True, chunk_size=3, quiet=True,
+                     log=lambda *a: None)
+    stored = len(store.load())
+    assert stored == sum(finished) > 0
+    monkeypatch.setattr(phases, "train_chunk", real)
+    res = search_masks((2, 2), 0.99, GRID, store=store, data=tiny, exhaustive=True, chunk_size=3, quiet=True,
+                       log=lambda *a: None)
+    from search.enumerate import count_masks
+    total = sum(count_masks((2, 2, 2, 1)).values())
+    assert res.trained == total - stored
+    df = store.load()
+    assert len(df) == total and len(store.done()) == total
+    assert len(cubist.ResultStore(store.path).table(["run_id"])) == total  # nothing trained twice
+    again = search_masks((2, 2), 0.99, GRID, store=store, data=tiny, exhaustive=True, quiet=True,
+                         log=lambda *a: None)
+    assert again.trained == 0
+
+
+def test_phase1_widths(tiny, tmp_path):
+    store = cubist.ResultStore(tmp_path / "w")
+    res = search_widths(0.0, GRID, store=store, data=tiny, max_width=2, depth=2, quiet=True, log=lambda *a: None)
+    assert res.trained == 4 and len(store.load()) == 4
+    assert set(res.reaching) == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    assert res.by_weights == [(1, 1)] and res.by_units == [(1, 1)] and res.pareto == [(1, 1)]
+    # dense rows equal the reference trainer on the same init and data order
+    df = store.load()
+    r = df[df["widths"].apply(lambda w: list(w) == [2, 2, 2, 1])].iloc[0]
+    model = cubist.MaskedMLP((2, 2, 2, 1), seed=0)
+    ref = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=0.2, schedule="constant", epochs=10),
+                                 device="cpu")
+    assert abs(r["train_acc"] - ref.train_acc) <= 2 / len(tiny.X)
+    # a target above every run: nothing reaches it, and nothing is retrained
+    none = search_widths(df["train_acc"].max() + 1e-9, GRID, store=store, data=tiny, max_width=2, depth=2,
+                         quiet=True, log=lambda *a: None)
+    assert none.trained == 0 and none.reaching == [] and none.by_weights == []
