@@ -75,8 +75,9 @@ def _int32_bits_as_float32(typingctx, x):
 
 @njit(**_INLINE)
 def _expf(x):
-    """exp(x) in float32 for x in [-87, 88] (clamped), a Cephes polynomial; vectorisable."""
-    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    """exp(x) in float32 for x in [-87, 80] (clamped: no overflow, and ``sigmoid`` stays a normal
+    float), a Cephes polynomial (~1 ulp); vectorisable."""
+    x = min(max(x, np.float32(-87.0)), np.float32(80.0))
     k = np.floor(x * np.float32(1.44269504) + np.float32(0.5))
     r = x - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
     p = np.float32(1.9875691500e-4)
@@ -344,23 +345,57 @@ def _finite(w, k0, k1, b, b0, b1):
     return True
 
 
+@njit(**_JIT)
+def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf,
+                 bf, bbf, bmf, momentum, weight_decay, active, epochs_run):
+    """Every epoch of ``lr (epochs, R)`` for the models of one group, one batch at a time for all of them.
+
+    Batches of epoch e, step s of data slot ``slot``: inputs at ``Xf[((e*n_slots + slot)*steps + s)*n_in*B:]``
+    as ``(n_in, B)``, labels likewise in ``Yf``. A model that ends an epoch with a non-finite
+    parameter is deactivated. (The step code is inlined here, in a plain function: inlined into the
+    parallel kernel it would cost numba's parfor passes minutes of compilation.)
+    """
+    A = np.empty(U * B, np.float32)
+    D = np.empty(U * B, np.float32)
+    for e in range(lr.shape[0]):
+        for m in models:
+            if active[m]:
+                epochs_run[m] += 1
+        for s in range(steps):
+            batch = (np.uint64(e) * n_slots + slot) * steps + s
+            xo = batch * n_in * B
+            for i in range(n_in * B):
+                A[i] = Xf[xo + i]
+            yo = batch * B
+            for m in models:
+                if not active[m]:
+                    continue
+                mu = np.uint64(m)
+                ro = mu * (U + _U1)
+                _forward(A, rpf, ro, coff, w, bf, mu * U, n_in, U, B)
+                _backward(A, D, Yf, yo, cpf, ro, roff, widx, w, wbuf, bf, bbf, bmf, mu * U, U, B,
+                          lr[e, m], momentum, weight_decay)
+        for m in models:
+            mu = np.uint64(m)
+            ro = mu * (U + _U1)
+            if active[m] and not _finite(w, rpf[ro], rpf[ro + U], bf, mu * U, (mu + _U1) * U):
+                active[m] = 0
+
+
 @njit(parallel=True, **_JIT)
 def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, colptr, coff, roff, widx, w, wbuf,
                   b, bbuf, bmask, momentum, weight_decay, active, epochs_run):
-    """Several epochs of every active model; a model that ends an epoch with a non-finite parameter stops.
+    """Several epochs of every active model, a group of models per task (see :func:`_train_group`).
 
     ``Xe (epochs, slots, steps, n_in, B)``, ``Ye (epochs, slots, steps, B)``: each epoch's batches per seed
     slot; ``lr (epochs, R)``. Group g trains models ``group_models[group_start[g]:group_start[g+1]]``
-    on slot ``group_slot[g]``, one batch at a time for all of them, through all the epochs (no
-    barrier between epochs).
+    on slot ``group_slot[g]`` through all the epochs (no barrier between epochs).
     """
-    n_groups = len(group_slot)
-    U = np.uint64(b.shape[1])
-    n_epochs = np.uint64(Xe.shape[0])
     n_slots = np.uint64(Xe.shape[1])
     steps = np.uint64(Ye.shape[2])
     n_in = np.uint64(Xe.shape[3])
     B = np.uint64(Ye.shape[3])
+    U = np.uint64(b.shape[1])
     Xf = Xe.ravel()
     Yf = Ye.ravel()
     bf = b.ravel()
@@ -368,36 +403,10 @@ def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, col
     bmf = bmask.ravel()
     rpf = rowptr.ravel()
     cpf = colptr.ravel()
-    for g in prange(n_groups):
-        A = np.empty(U * B, np.float32)
-        D = np.empty(U * B, np.float32)
-        slot = np.uint64(group_slot[g])
-        for e in range(n_epochs):
-            for q in range(group_start[g], group_start[g + 1]):
-                m = group_models[q]
-                if active[m]:
-                    epochs_run[m] += 1
-            for s in range(steps):
-                batch = (e * n_slots + slot) * steps + s
-                xo = batch * n_in * B
-                for i in range(n_in * B):
-                    A[i] = Xf[xo + i]
-                yo = batch * B
-                for q in range(group_start[g], group_start[g + 1]):
-                    m = group_models[q]
-                    if not active[m]:
-                        continue
-                    mu = np.uint64(m)
-                    ro = mu * (U + _U1)
-                    _forward(A, rpf, ro, coff, w, bf, mu * U, n_in, U, B)
-                    _backward(A, D, Yf, yo, cpf, ro, roff, widx, w, wbuf, bf, bbf, bmf, mu * U, U, B,
-                              lr[e, m], momentum, weight_decay)
-            for q in range(group_start[g], group_start[g + 1]):
-                m = group_models[q]
-                mu = np.uint64(m)
-                ro = mu * (U + _U1)
-                if active[m] and not _finite(w, rpf[ro], rpf[ro + U], bf, mu * U, (mu + _U1) * U):
-                    active[m] = 0
+    for g in prange(len(group_slot)):
+        _train_group(Xf, Yf, lr, group_models[group_start[g]:group_start[g + 1]], np.uint64(group_slot[g]),
+                     n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf, bf, bbf, bmf,
+                     momentum, weight_decay, active, epochs_run)
 
 
 @njit(parallel=True, cache=True)
@@ -414,46 +423,50 @@ def _gather_batches(X, y, perms, Xe, Ye):
                 Ye[e, s, t, i] = y[p]
 
 
+@njit(**_JIT)
+def _evaluate_model(Xf, Yf, valid, n_blocks, n_in, B, U, mu, rpf, coff, w, bf):
+    """(correct predictions, summed BCE) of model ``mu`` over the blocks (see :func:`_evaluate`)."""
+    A = np.empty(U * B, np.float32)
+    ro = mu * (U + _U1)
+    oo = (U - _U1) * B
+    n_correct = 0
+    total = 0.0
+    for k in range(n_blocks):
+        xo = k * n_in * B
+        for i in range(n_in * B):
+            A[i] = Xf[xo + i]
+        _forward(A, rpf, ro, coff, w, bf, mu * U, n_in, U, B)
+        yo = k * B
+        nv = np.uint64(valid[k])
+        part = _F0
+        hits = 0
+        for i in range(B):
+            z = A[oo + i]
+            t = Yf[yo + i]
+            ok = i < nv
+            part += _bce(z, t) if ok else _F0
+            hits += 1 if (ok and z == z and (z > 0) == (t > np.float32(0.5))) else 0
+        total += part
+        n_correct += hits
+    return n_correct, total
+
+
 @njit(parallel=True, **_JIT)
 def _evaluate(Xb, Yb, valid, rowptr, coff, w, b, correct, loss):
     """Accuracy counts and summed BCE of every model over blocks ``Xb (blocks, n_in, B)``.
 
     ``valid[k]``: how many points of block k are real (the rest is padding). A NaN logit is wrong.
     """
-    R = b.shape[0]
     U = np.uint64(b.shape[1])
+    n_blocks = np.uint64(Xb.shape[0])
     n_in = np.uint64(Xb.shape[1])
     B = np.uint64(Xb.shape[2])
     Xf = Xb.ravel()
     Yf = Yb.ravel()
     bf = b.ravel()
     rpf = rowptr.ravel()
-    oo = (U - _U1) * B
-    for m in prange(R):
-        A = np.empty(U * B, np.float32)
-        mu = np.uint64(m)
-        ro = mu * (U + _U1)
-        n_correct = 0
-        total = 0.0
-        for k in range(Xb.shape[0]):
-            xo = np.uint64(k) * n_in * B
-            for i in range(n_in * B):
-                A[i] = Xf[xo + i]
-            _forward(A, rpf, ro, coff, w, bf, mu * U, n_in, U, B)
-            yo = np.uint64(k) * B
-            nv = np.uint64(valid[k])
-            part = _F0
-            hits = 0
-            for i in range(B):
-                z = A[oo + i]
-                t = Yf[yo + i]
-                ok = i < nv
-                part += _bce(z, t) if ok else _F0
-                hits += 1 if (ok and z == z and (z > 0) == (t > np.float32(0.5))) else 0
-            total += part
-            n_correct += hits
-        correct[m] = n_correct
-        loss[m] = total
+    for m in prange(b.shape[0]):
+        correct[m], loss[m] = _evaluate_model(Xf, Yf, valid, n_blocks, n_in, B, U, np.uint64(m), rpf, coff, w, bf)
 
 
 # -- packing -----------------------------------------------------------------------------------
