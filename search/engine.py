@@ -23,8 +23,9 @@ is one loop over the batch per unit: the forward pass computes a unit from its (
 time) incoming weights; the backward pass, per unit ``c``, reads the deltas of the units ``c``
 feeds, accumulates the gradients of those weights and writes ``delta_c`` in the same loop.
 Activations and deltas are ``(units, batch)`` float32 rows, so every loop runs over 128
-contiguous floats and LLVM emits SIMD code. The step code is inlined into one parallel kernel
-(no calls, hence no reference counting, per step). Models sharing a seed see the same batches:
+contiguous floats and LLVM emits SIMD code. The step code is inlined into one plain function
+that trains a group of models (no calls, hence no atomic reference counting, per step); the
+parallel kernel calls it once per group. Models sharing a seed see the same batches:
 each epoch's data is gathered once per seed into contiguous ``(steps, inputs, batch)`` arrays,
 and a thread trains a group of such models in lockstep, batch by batch, so the batch stays in
 L1. Work is spread over threads by ``prange`` over groups (dynamic scheduling), several epochs
@@ -47,14 +48,15 @@ from cubist.model import check_widths, init_params
 from cubist.train import SCHEDULES, epoch_permutation, lr_at
 
 # fastmath without nnan/ninf: reassociation lets LLVM vectorise the reductions over the batch,
-# while NaN and inf keep their IEEE meaning (divergence must stay visible).
+# while NaN and inf keep their IEEE meaning (divergence must stay visible). error_model="numpy":
+# divisions without zero checks, which would stop vectorisation.
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _JIT = dict(fastmath=_FASTMATH, error_model="numpy", cache=True)
 _INLINE = dict(_JIT, inline="always")
 
 _U1, _U2, _U3, _U4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
 _F0, _F1 = np.float32(0.0), np.float32(1.0)
-_MAX_DATA_BYTES = 64 << 20  # per block of seeds: the gathered batches of one epoch
+_MAX_DATA_BYTES = 64 << 20  # gathered batches per kernel call (seeds x epochs x 600 kB on the spiral)
 
 
 # -- kernels -----------------------------------------------------------------------------------
