@@ -104,12 +104,12 @@ class TrainResult:
 
 @torch.no_grad()
 def evaluate(model, X: torch.Tensor, y: torch.Tensor, chunk: int = 65536) -> tuple[float, float]:
-    """(accuracy, mean BCE loss) of ``model`` on ``X, y``; a NaN logit predicts class 0."""
+    """(accuracy, mean BCE loss) of ``model`` on ``X, y``; a non-finite logit counts as wrong."""
     correct, loss = 0, 0.0
     for s in range(0, len(X), chunk):
         z = model(X[s:s + chunk])
         t = y[s:s + chunk]
-        correct += int(((z > 0).float() == t).sum())
+        correct += int((((z > 0).float() == t) & torch.isfinite(z)).sum())
         loss += float(F.binary_cross_entropy_with_logits(z, t, reduction="sum"))
     return correct / len(X), loss / len(X)
 

@@ -136,8 +136,9 @@ class Trainer:
         return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="none").view(y.shape).mean(-1)
 
     def _correct(self, out, y) -> torch.Tensor:
-        pred = (out > 0).to(y.dtype) if self.loss_kind == "bce" else out.argmax(-1)
-        return (pred == y).sum(-1)
+        if self.loss_kind == "bce":  # a non-finite logit counts as wrong, as in cubist.train.evaluate
+            return (((out > 0).to(y.dtype) == y) & torch.isfinite(out)).sum(-1)
+        return ((out.argmax(-1) == y) & torch.isfinite(out).all(-1)).sum(-1)
 
     def _epoch_batches(self, epoch: int):
         bs, steps = self.batch_size, self.steps_per_epoch

@@ -141,3 +141,11 @@ def test_heldout_and_device_auto(spiral):
 def test_bad_config(bad):
     with pytest.raises(ValueError):
         cubist.TrainConfig(**bad)
+
+
+def test_nan_logits_count_as_wrong():
+    class NaNModel(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((len(x),), float("nan"))
+    acc, loss = cubist.evaluate(NaNModel(), torch.zeros(10, 2), torch.tensor([0.0, 1.0] * 5))
+    assert acc == 0.0 and math.isnan(loss)
