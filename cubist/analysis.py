@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import json
 import os
 from functools import lru_cache
 
@@ -95,7 +96,27 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
     df["diverged"] = df["diverged"].astype("boolean").fillna(False).astype(bool)
     for c in ("train_acc", "weight_nnz", "effective_nnz", "dead_units", "target_nnz"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    df["method_base"] = df["method"]
+    df["method"] = [method_label(m, p) for m, p in zip(df["method"], df["params"])]
     return df
+
+
+def method_label(method, params) -> str:
+    """The name a method is reported under: variants that are different methods get their own.
+
+    ``random`` becomes ``random-<density scheme>`` (``random-global`` for one global top-k), and
+    ``imp`` with weight rewinding (``rewind=step``) becomes ``imp-wr``; the stored ``method``
+    stays in ``method_base``.
+    """
+    if not isinstance(method, str) or not isinstance(params, str) or method not in ("random", "imp"):
+        return method
+    try:
+        p = json.loads(params)
+    except ValueError:
+        return method
+    if method == "random" and "scope" in p:
+        return "random-global" if p["scope"] == "global" else f"random-{p.get('density_scheme')}"
+    return "imp-wr" if method == "imp" and p.get("rewind") == "step" else method
 
 
 def has_widths(df: pd.DataFrame, widths) -> pd.Series:

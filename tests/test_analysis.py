@@ -318,3 +318,20 @@ def test_headline_search_rows_use_the_embedded_bound():
     h = A.headline(pd.DataFrame(rows_), TARGET).set_index("method")
     assert list(h["nnz"]) == [14, 20] and list(h["search_nnz"]) == [14, 14]   # dense (2,2,2): 4 + 4 + 4 + 2
     assert list(h["ratio"]) == [1.0, pytest.approx(20 / 14)]
+
+
+def test_method_labels_split_variants():
+    from cubist.analysis import _normalise, method_label
+    assert method_label("random", '{"scope": "layer", "density_scheme": "erk"}') == "random-erk"
+    assert method_label("random", "{}") == "random"
+    assert method_label("random", '{"scope": "global", "density_scheme": "erk"}') == "random-global"
+    assert method_label("imp", '{"rewind": "step", "rewind_step": 100}') == "imp-wr"
+    assert method_label("imp", '{"rewind": "init"}') == "imp"
+    assert method_label("gmp", '{"density_scheme": "erk"}') == "gmp"
+    assert method_label("dense", None) == "dense"
+    df = pd.DataFrame({"method": ["random", "random", "gmp"], "widths": [[2, 3, 1]] * 3,
+                       "params": ['{"scope": "layer", "density_scheme": "er"}',
+                                  '{"scope": "layer", "density_scheme": "pyramidal"}', "{}"]})
+    out = _normalise(df)
+    assert list(out["method"]) == ["random-er", "random-pyramidal", "gmp"]
+    assert list(out["method_base"]) == ["random", "random", "gmp"]
