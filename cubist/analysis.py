@@ -322,6 +322,8 @@ def headline(df: pd.DataFrame, target: float, methods=None) -> pd.DataFrame:
                      "best_acc": f["best_acc"], "status": "ok" if f["reached_runs"] else NEVER,
                      "run_id": f["run_id"], "_o": 1})
     present = set(front["method"]) if len(front) else set()
+    if len(front):  # an expected base name (``random``) is present through its variants (``random-erk``)
+        present |= {m.split("-")[0] for m in front["method"]}
     for m in methods or ():
         if m not in present and m != SEARCH_LABEL:
             rows.append({"method": m, "widths": (), "nnz": np.nan, "effective_nnz": np.nan, "search_nnz": np.nan,

@@ -294,17 +294,19 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
             chunks = []
         for chunk in chunks:
             epochs_total = epochs_per_run(cfg, chunk[0])
+            base = bar.n if bar is not None else 0
             credited = [0.0]
 
-            def tick(n_runs, epochs_total=epochs_total, credited=credited):
-                if bar is not None:
-                    step = n_runs / epochs_total
-                    credited[0] += step
-                    bar.update(step)
+            def tick(n_runs, epochs_total=epochs_total, credited=credited, base=base, size=len(chunk)):
+                if bar is not None:  # fractional runs as epochs pass, never past the chunk
+                    credited[0] += n_runs / epochs_total
+                    bar.n = base + min(credited[0], size)
+                    bar.refresh()
 
             rows = run_chunk(cfg, chunk, data, device, on_epoch=tick)
-            if bar is not None:  # diverged plain runs stop early: settle the count
-                bar.update(len(chunk) - credited[0])
+            if bar is not None:  # diverged plain runs stop early: settle the count exactly
+                bar.n = base + len(chunk)
+                bar.refresh()
             all_rows += rows
             if writer is not None:
                 writer.add(rows)

@@ -88,39 +88,29 @@ def test_audit_bad_target_and_no_results(tmp_path, capsys):
     _one_line_error(capsys, "RESULTS")
 
 
-def test_audit_quick_reports_what_is_missing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(audit, "quick_missing", lambda: ["pruners.runner (module not found)"])
-    assert main(["audit", "--quick", "--out", str(tmp_path / "q")]) == 2
-    _one_line_error(capsys, "pruners.runner")
-
-
-def test_quick_audit_wiring(tmp_path, monkeypatch, capsys):
-    """--quick drives the search and pruner runners (faked here), then audits their store."""
-    phases = pytest.importorskip("search.phases")
-    pruners = pytest.importorskip("pruners")
-    pytest.importorskip("pruners.runner")
-    monkeypatch.setattr(audit, "quick_missing", lambda: [])
-    calls = {"sweeps": []}
-
-    def fake_search(hidden, target, grid, *, store, max_nnz, **kw):
-        calls["search"] = (hidden, target, grid.epochs, max_nnz)
-        store.write(search_rows())
-
-    def fake_sweep(cfg, *, store, **kw):
-        calls["sweeps"].append((cfg.method, cfg.widths, cfg.nnz, cfg.epochs))
-        store.write([r for r in prune_rows() if r["method"] == cfg.method and tuple(r["widths"]) == cfg.widths])
-
-    monkeypatch.setattr(phases, "search_masks", fake_search)
-    monkeypatch.setattr(pruners, "run_sweep", fake_sweep)
+def test_quick_audit_end_to_end(tmp_path, capsys):
+    """--quick runs the real search and pruners (2 epochs here), then audits their store."""
+    from cubist.analysis import load_results
     out = tmp_path / "q"
-    assert main(["audit", "--quick", "--out", str(out), "--epochs", "2", "--no-figures"]) == 0
-    assert calls["search"] == ((3, 3, 3), 0.95, 2, 14)
-    assert ("gmp", (2, 3, 3, 3, 1), (15, 20, 25), 2) in calls["sweeps"]
-    assert ("random", (2, 16, 16, 16, 1), (15, 20, 25, 30, 40), 2) in calls["sweeps"]
-    assert len(calls["sweeps"]) == len(audit.QUICK_METHODS) * len(audit.QUICK_WIDTHS)
-    assert (out / "runs").is_dir() and (out / "report.md").exists()
+    argv = ["audit", "--quick", "--out", str(out), "--epochs", "2", "--target", "0.5", "--quiet"]
+    assert main(argv) == 0
+    df = load_results([str(out / "runs")])
+    assert set(df["kind"]) == {"search_masks", "prune"}
+    search = df[df["kind"] == "search_masks"]
+    assert {tuple(w) for w in search["widths"]} == {(2, *audit.QUICK_HIDDEN, 1)}
+    assert search["weight_nnz"].nunique() == 1  # sparsest first: a constant predictor already has 0.5
+    prune = df[df["kind"] == "prune"]
+    assert set(prune["method_base"]) == set(audit.QUICK_METHODS)
+    assert {tuple(w) for w in prune["widths"]} == set(audit.QUICK_WIDTHS)
+    assert set(prune["target_nnz"]) == set(audit.QUICK_NNZ)
+    assert (prune["epochs"] == 2).all() and (prune["weight_nnz"] == prune["target_nnz"]).all()
+    assert (out / "report.md").exists() and (out / "report.html").exists()
+    assert list(out.rglob("*.png")) and list(out.rglob("*.svg"))
     printed = capsys.readouterr().out
-    assert "gmp" in printed and "no runs" in printed and "snip" in printed
+    assert "search" in printed and "gmp" in printed
+    n = len(df)
+    assert main(argv) == 0  # a rerun trains nothing new
+    assert len(load_results([str(out / "runs")])) == n
 
 
 # -- cubist plot -----------------------------------------------------------------------------
