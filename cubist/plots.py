@@ -105,12 +105,7 @@ def plot_regions(model, ax, X=None, y=None, grid: int = GRID, extent: float = EX
         sel = y == c
         ax.scatter(X[sel, 0], X[sel, 1], s=s, c=CLASS_COLOURS[c], linewidths=0, rasterized=True,
                    gid=f"data-{c}")
-    ax.set_xlim(-extent, extent)
-    ax.set_ylim(-extent, extent)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x1")
-    ax.set_ylabel("x2")
-    return ax
+    return _input_space_axes(ax, extent)
 
 
 # -- the network as a graph ------------------------------------------------------------------
@@ -244,12 +239,7 @@ def plot_switch_lines(model, ax, X=None, y=None, extent: float = EXTENT, regions
             ax.annotate("", tip, foot, arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.2})
             ax.annotate(str(line["unit"]), foot, xytext=(3, 3), textcoords="offset points", fontsize=7,
                         color=colour)
-    ax.set_xlim(-extent, extent)
-    ax.set_ylim(-extent, extent)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x1")
-    ax.set_ylabel("x2")
-    return ax
+    return _input_space_axes(ax, extent)
 
 
 # -- several runs ----------------------------------------------------------------------------
@@ -441,3 +431,13 @@ def _run_plot(args):
     for path in save_figure(fig, args.out, args.formats):
         print(f"wrote {path}")
     return 0
+
+
+def _input_space_axes(ax, extent: float):
+    """Square input-space axes over [-extent, extent]^2, labelled x1 and x2."""
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    return ax

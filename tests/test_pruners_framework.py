@@ -11,23 +11,12 @@ from pruners.layers import BatchedMLP, check_bias_rule, plain_mlp, prunable_laye
 from pruners.masking import apportion, flow_repair, topk_keep
 from pruners.optim import ReplicaSGD
 from pruners.train import Trainer
+from pruner_helpers import spiral_subset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 WIDTHS = (2, 16, 16, 16, 1)
 SHAPES = [(16, 2), (16, 16), (16, 16), (1, 16)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def spiral_subset(k=25):
-    from cubist.spiral import make_spiral
-    X, y = make_spiral()
-    return X[::k], y[::k]
 
 
 # -- top-k and apportioning ------------------------------------------------------------------
@@ -156,7 +145,7 @@ def test_batched_mlp_matches_plain_forward():
 
 
 def test_masked_weights_stay_zero_under_momentum_and_decay():
-    X, y = spiral_subset()
+    X, y = spiral_subset(25)
     for model in (BatchedMLP.from_seeds(WIDTHS, [0, 1]), plain_mlp(WIDTHS, init_params(WIDTHS, 16, 0))):
         layers = prunable_layers(model)
         R = layers[0].R

@@ -12,25 +12,14 @@ from pruners.layers import BatchedMLP, check_bias_rule, prunable_layers
 from pruners.procedures import run_method
 from pruners.runner import SweepConfig, run_sweep
 from pruners.train import Trainer
+from pruner_helpers import spiral_subset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 WIDTHS = (2, 16, 16, 16, 1)
 OWN = ("imp", "lrr", "gmp", "random", "snip", "grasp", "synflow")
 FAST = {"imp": {"rate": 0.6}, "lrr": {"rate": 0.6}, "gmp": {"prune_steps": 7}, "synflow": {"rounds": 5},
         "imp+pilot": {"rate": 0.6}, "lrr+pilot": {"rate": 0.6}}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def spiral_subset(k=50):
-    from cubist.spiral import make_spiral
-    X, y = make_spiral()
-    return X[::k], y[::k]
 
 
 def method(name, **params):
