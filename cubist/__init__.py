@@ -3,18 +3,32 @@
 The pipeline, top to bottom: data (:func:`make_spiral`) -> masks and models (:class:`MaskedMLP`,
 :mod:`cubist.masks`) -> training (:func:`train_reference`, the numba engine in ``search``, the
 pruners in ``pruners``) -> result rows (:class:`ResultStore`) -> analysis and plots.
+
+Names are imported on first use, so ``cubist --version`` and the data tools do not load torch.
 """
+import importlib
+
 __version__ = "0.1.0"
 
-from .spiral import Dataset, SpiralRecipe, dataset_id, make_heldout, make_spiral  # noqa: E402
-from .masks import bias_masks, dead_units, effective_masks, mask_counts  # noqa: E402
-from .model import MaskedMLP, init_params  # noqa: E402
-from .train import TrainConfig, TrainResult, epoch_permutation, evaluate, lr_at, train_reference  # noqa: E402
-from .store import ResultStore, StoreWriter, make_row, row_masks, row_weights, run_id  # noqa: E402
+_EXPORTS = {
+    "spiral": ("Dataset", "SpiralRecipe", "dataset_id", "make_heldout", "make_spiral"),
+    "masks": ("bias_masks", "dead_units", "effective_masks", "mask_counts"),
+    "model": ("MaskedMLP", "init_params"),
+    "train": ("TrainConfig", "TrainResult", "epoch_permutation", "evaluate", "lr_at", "train_reference"),
+    "store": ("ResultStore", "StoreWriter", "make_row", "row_masks", "row_weights", "run_id"),
+    "analysis": ("load_results",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = ["__version__", *_WHERE]
 
-__all__ = [
-    "__version__", "Dataset", "SpiralRecipe", "dataset_id", "make_heldout", "make_spiral",
-    "bias_masks", "dead_units", "effective_masks", "mask_counts", "MaskedMLP", "init_params",
-    "TrainConfig", "TrainResult", "epoch_permutation", "evaluate", "lr_at", "train_reference",
-    "ResultStore", "StoreWriter", "make_row", "row_masks", "row_weights", "run_id",
-]
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cubist' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
