@@ -82,13 +82,14 @@ class FixedInit:
         return cls(params, h.hexdigest()[:16])
 
     def sliced(self, widths) -> list:
+        if len(self.params) != len(widths) - 1:
+            raise ValueError(f"init checkpoint has {len(self.params)} layers, widths {tuple(widths)} "
+                             f"need {len(widths) - 1}")
         out = []
         for l, (w, b) in enumerate(self.params):
             if w.shape[0] < widths[l + 1] or w.shape[1] < widths[l]:
                 raise ValueError(f"init checkpoint layer {l} {w.shape} is narrower than widths {tuple(widths)}")
             out.append((w[: widths[l + 1], : widths[l]], b[: widths[l + 1]]))
-        if len(out) != len(widths) - 1:
-            raise ValueError(f"init checkpoint has {len(out)} layers, widths {tuple(widths)} need {len(widths) - 1}")
         return out
 
 
@@ -213,6 +214,8 @@ def search_masks(hidden, target: float = 0.95, grid: Grid = Grid(), *, store: Re
     widths = (data.X.shape[1], *hidden, 1)
     if init is not None and symmetry != "labelled":
         raise ValueError("a fixed init makes permuted masks different: use symmetry='labelled'")
+    if init is not None:
+        init.sliced(widths)  # fails early when the checkpoint does not fit the widths
     counts = count_masks(widths, symmetry=symmetry)
     levels = sorted(counts)
     if max_nnz is not None:

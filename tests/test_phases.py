@@ -1,5 +1,6 @@
 """Phases 1 and 2 of the search against an independent exhaustive loop (reference trainer)."""
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -134,3 +135,29 @@ def test_phase1_widths(tiny, tmp_path):
     none = search_widths(df["train_acc"].max() + 1e-9, GRID, store=store, data=tiny, max_width=2, depth=2,
                          quiet=True, log=lambda *a: None)
     assert none.trained == 0 and none.reaching == [] and none.by_weights == []
+
+
+def test_phase2_fixed_init_is_labelled_and_matches_reference(tiny, tmp_path):
+    from search.phases import FixedInit, save_init
+    path = str(tmp_path / "init.pt")
+    save_init(path, widths=(2, 16, 16, 1), seed=5)
+    init = FixedInit.load(path)
+    with pytest.raises(ValueError, match="layers"):
+        init.sliced((2, 2, 2, 2, 1))
+    with pytest.raises(ValueError, match="labelled"):
+        search_masks((2, 2), 0.99, GRID, store=cubist.ResultStore(tmp_path / "x"), data=tiny, init=init,
+                     quiet=True, log=lambda *a: None)
+    store = cubist.ResultStore(tmp_path / "fixed")
+    res = search_masks((2, 2), 0.99, GRID, store=store, data=tiny, init=init, symmetry="labelled",
+                       max_nnz=7, quiet=True, log=lambda *a: None)
+    df = store.load()
+    assert res.trained == len(df) > 0 and df["init_width"].isna().all()
+    assert {json.loads(p)["init"] for p in df["params"]} == {init.id}
+    row = df.iloc[0]
+    masks = cubist.row_masks(row)
+    model = cubist.MaskedMLP((2, 2, 2, 1), masks, params=init.sliced((2, 2, 2, 1)))
+    ref = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=0.2, schedule="constant", epochs=10),
+                                 device="cpu")
+    assert abs(row["train_acc"] - ref.train_acc) <= 2 / len(tiny.X)
+    for (w, b), lin in zip(cubist.row_weights(row), model.layers):
+        np.testing.assert_allclose(w, lin.weight.detach().numpy(), atol=1e-5)
