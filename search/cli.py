@@ -1,9 +1,7 @@
 """``cubist search``: phase 1 (``widths``), phase 2 (``masks``), ``enumerate`` and ``init``."""
 from __future__ import annotations
 
-import os
-
-from cubist.cli import CubistError, add_common, csv, positive_int
+from cubist.cli import CubistError, add_common, check_writable_file, csv, positive_int
 from cubist.train import SCHEDULES
 
 
@@ -108,9 +106,9 @@ def _run_masks(args):
         return 0
     print(f"sparsest weight nnz reaching {args.target:.4g}: {res.sparsest_nnz} "
           f"({res.masks_at_sparsest} masks at that level reach it)")
-    from .phases import _masks_reaching
-    best = sorted(_masks_reaching([r for r in res.rows if r["weight_nnz"] == res.sparsest_nnz], args.target).values(),
-                  key=lambda r: -r["train_acc"])
+    from .phases import masks_reaching
+    at_sparsest = [r for r in res.rows if r["weight_nnz"] == res.sparsest_nnz]
+    best = sorted(masks_reaching(at_sparsest, args.target).values(), key=lambda r: -r["train_acc"])
     for r in best[:10]:
         print(f"  mask {r['mask']}  acc {r['train_acc']:.4f}  lr {r['lr']:g} {r['schedule']} seed {r['seed']}  "
               f"run {r['run_id']}")
@@ -122,9 +120,7 @@ def _run_enumerate(args):
     if len(args.widths) < 3:
         raise CubistError("--widths needs input, hidden and output sizes, e.g. 2,3,3,3,1")
     if args.out:
-        parent = os.path.dirname(os.path.abspath(args.out))
-        if not os.path.isdir(parent):
-            raise CubistError(f"cannot write {args.out}: directory {parent} does not exist")
+        check_writable_file(args.out)
         counts = write_masks_parquet(args.out, args.widths, symmetry=args.symmetry)
     else:
         counts = count_masks(args.widths, symmetry=args.symmetry)

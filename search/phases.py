@@ -243,7 +243,7 @@ def search_masks(hidden, target: float = 0.95, grid: Grid = Grid(), *, store: Re
         trained += len(new)
         level_rows += [_acc_record(r) for r in new]
         all_rows += level_rows
-        reached = _masks_reaching(level_rows, target)
+        reached = masks_reaching(level_rows, target)
         result_levels[nnz] = (counts[nnz], len(reached))
         log(f"nnz {nnz}: {counts[nnz]} masks x {len(points)} runs, {len(reached)} masks reach {target:.4g}")
         if reached and sparsest is None:
@@ -268,7 +268,7 @@ def _stored_accuracy(store: ResultStore) -> dict:
     return {r["run_id"]: _acc_record(r) for r in df.to_dict("records")}
 
 
-def _masks_reaching(records, target) -> dict:
+def masks_reaching(records, target) -> dict:
     """mask key -> best record, over the masks whose best non-diverged run reaches ``target``."""
     best = {}
     for r in records:
@@ -350,4 +350,4 @@ def grid_from(lrs, schedules, seeds, epochs) -> Grid:
 
 
 __all__ = ["Grid", "FixedInit", "save_init", "search_masks", "search_widths", "MaskSearchResult",
-           "WidthSearchResult", "mask_key", "weight_count", "grid_from"]
+           "WidthSearchResult", "mask_key", "masks_reaching", "weight_count", "grid_from"]
