@@ -315,8 +315,8 @@ def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = 50, target: flo
 
 # -- cubist audit ----------------------------------------------------------------------------
 def add_parser(sub):
-    from .cli import csv, positive_int
-    p = sub.add_parser("audit", help="report: pruning against the exact sparsest models",
+    from .cli import command_help, csv, positive_int
+    p = sub.add_parser("audit", help=command_help("audit"),
                        description="Read result stores, write report.md and report.html with figures, "
                                    "print the headline table.")
     p.add_argument("results", nargs="*", metavar="RESULTS", help="result store directories")

@@ -107,7 +107,7 @@ def check_writable_file(path: str) -> None:
 # -- cubist data ---------------------------------------------------------------------------
 def _add_data(sub):
     from .spiral import HELDOUT_KINDS, SpiralRecipe
-    p = sub.add_parser("data", help="write the Cubist Spiral as Parquet (x1, x2, label)",
+    p = sub.add_parser("data", help=command_help("data"),
                        description="Write the Cubist Spiral (the paper's recipe on defaults) as Parquet.")
     p.add_argument("--out", required=True, metavar="FILE", help="Parquet file to write")
     p.add_argument("--plot", metavar="FILE", help="also draw the two classes (PNG or SVG)")
@@ -144,38 +144,56 @@ def _run_data(args):
 
 
 # -- assembly ------------------------------------------------------------------------------
-SUBCOMMANDS = [_add_data]
+# Every subcommand: name -> (module exposing add_parser(sub), one-line help). The help lives here
+# only (the modules read it with command_help) so ``cubist --help`` can list every command without
+# importing torch or numba; only the module of the command being run is imported.
+COMMANDS = {
+    "data": ("cubist.cli", "write the Cubist Spiral as Parquet (x1, x2, label)"),
+    "search": ("search.cli", "exact combinatorial search for the sparsest models"),
+    "prune": ("pruners.cli", "prune spiral MLPs with a method over a grid of targets (batched runs)"),
+    "audit": ("cubist.audit", "report: pruning against the exact sparsest models"),
+    "plot": ("cubist.plots", "draw runs: decision regions, network graph, switching lines"),
+}
 
 
-def _extra_subcommands():
-    """Subcommands owned by the other packages, registered when they are present."""
-    adders = []
-    for module, name in (("search.cli", "add_parser"), ("pruners.cli", "add_parser"),
-                         ("cubist.audit", "add_parser"), ("cubist.plots", "add_parser")):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ModuleNotFoundError as e:
-            if e.name and module.startswith(e.name):
-                continue
-            raise
-        if hasattr(mod, name):
-            adders.append(getattr(mod, name))
-    return adders
+def command_help(name: str) -> str:
+    return COMMANDS[name][1]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_parser(sub):
+    _add_data(sub)
+
+
+def _requested(argv) -> str | None:
+    """The subcommand named on the command line (the first non-option word), if it is known."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` only the named command's module is imported (others are listed by
+    name and help). Without ``argv`` every command is registered in full."""
+    import importlib
+
     parser = _Parser(prog="cubist", description=(
         "Audit pruning against the exact sparsest models of the Cubist Spiral."))
     parser.add_argument("--version", action="version", version=f"cubist-audit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in SUBCOMMANDS + _extra_subcommands():
-        add(sub)
+    wanted = None if argv is None else _requested(argv)
+    for name, (module, text) in COMMANDS.items():
+        if argv is None or name == wanted:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=text)
     return parser
 
 
 def main(argv=None) -> int:
     try:
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()

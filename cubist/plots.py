@@ -386,8 +386,8 @@ def plot_overparam(curve, ax, search_nnz: float | None = None):
 
 # -- cubist plot -----------------------------------------------------------------------------
 def add_parser(sub):
-    from .cli import DEFAULT_STORE, csv
-    p = sub.add_parser("plot", help="draw runs: decision regions, network graph, switching lines",
+    from .cli import DEFAULT_STORE, command_help, csv
+    p = sub.add_parser("plot", help=command_help("plot"),
                        description="Draw one or several runs of result stores side by side.")
     p.add_argument("results", nargs="*", default=[DEFAULT_STORE], metavar="RESULTS",
                    help=f"result store directories (default {DEFAULT_STORE})")

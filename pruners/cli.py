@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from cubist.cli import CubistError, add_common, csv, positive_int
+from cubist.cli import CubistError, add_common, command_help, csv, positive_int
 from cubist.train import SCHEDULES
 
 
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     from . import load_methods
     methods = sorted(load_methods())
     p = sub.add_parser(
-        "prune", help="prune spiral MLPs with a method over a grid of targets (batched runs)",
+        "prune", help=command_help("prune"),
         description="Prune spiral MLPs to exact weight counts with one method over every "
                     "nnz x lr x schedule x seed, R runs trained at once as one batched model. "
                     "Method flags default to the method's own defaults.")

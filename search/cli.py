@@ -1,7 +1,7 @@
 """``cubist search``: phase 1 (``widths``), phase 2 (``masks``), ``enumerate`` and ``init``."""
 from __future__ import annotations
 
-from cubist.cli import CubistError, add_common, check_writable_file, csv, positive_int
+from cubist.cli import CubistError, add_common, check_writable_file, command_help, csv, positive_int
 from cubist.train import SCHEDULES
 
 
@@ -29,7 +29,7 @@ def _add_grid(p):
 
 
 def add_parser(sub):
-    p = sub.add_parser("search", help="exact combinatorial search for the sparsest models",
+    p = sub.add_parser("search", help=command_help("search"),
                        description="The paper's combinatorial search with the numba engine.")
     ss = p.add_subparsers(dest="search_command", metavar="PHASE", required=True, parser_class=type(p))
 

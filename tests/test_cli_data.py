@@ -68,3 +68,32 @@ def test_console_script_version_and_help():
     assert h.returncode == 0 and "data" in h.stdout
     bad = subprocess.run(cmd + ["data"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_help_lists_every_command_without_importing_torch():
+    # `cubist --help` must stay cheap: listing the commands imports none of their modules.
+    code = ("import sys; from cubist.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'numba', 'pandas', 'search', 'pruners') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout
+    from cubist.cli import COMMANDS
+    for name in COMMANDS:
+        assert name in out.stdout
+
+
+def test_lazy_parser_matches_full_parser():
+    # The help shown by the lazy listing is the help each module registers, and naming a command
+    # builds exactly that command's full parser.
+    from cubist.cli import COMMANDS, build_parser
+    full = build_parser()
+    sub = next(a for a in full._actions if a.dest == "command")
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    assert helps == {name: text for name, (_, text) in COMMANDS.items()}
+    for name in COMMANDS:
+        lazy = build_parser([name, "--help"])
+        lazy_sub = next(a for a in lazy._actions if a.dest == "command")
+        assert lazy_sub.choices[name].format_help() == sub.choices[name].format_help()
+    with pytest.raises(cubist.cli.CubistError, match="invalid choice"):
+        build_parser(["nonsense"]).parse_args(["nonsense"])
