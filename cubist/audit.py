@@ -105,16 +105,17 @@ def audit_figures(df: pd.DataFrame, tables: dict, target: float, out_dir: str, f
     tag = f"{target:g}".replace(".", "_")
     out = {}
     points = A.accuracy_vs_nnz(df)
+    styles = P.method_styles(set(points.loc[points["kind"] == A.PRUNE_KIND, "method"]) | set(tables["overparam"]["method"]))
     if len(points):
-        fig = P.new_figure(7, 5, 100)
-        P.plot_pareto(points, A.search_frontier(df), fig.add_subplot(), target=target,
+        fig = P.new_figure(9, 5.5, 100)
+        P.plot_pareto(points, A.search_frontier(df), fig.add_subplot(), target=target, styles=styles,
                       method_fronts=A.pareto_front(points[points["kind"] == A.PRUNE_KIND], by="method"))
         out["pareto"] = P.save_figure(fig, os.path.join(out_dir, f"pareto-{tag}.png"), formats)
     curve = tables["overparam"]
     if len(curve):
-        fig = P.new_figure(6, 4.5, 100)
+        fig = P.new_figure(8, 5, 100)
         bound = tables["search"]["search_nnz"].min() if len(tables["search"]) else np.nan
-        P.plot_overparam(curve, fig.add_subplot(), search_nnz=bound)
+        P.plot_overparam(curve, fig.add_subplot(), search_nnz=bound, styles=styles)
         out["overparam"] = P.save_figure(fig, os.path.join(out_dir, f"overparam-{tag}.png"), formats)
     rows = _best_rows(df, tables["headline"]) if best_runs else []
     if rows:

@@ -313,61 +313,110 @@ def save_figure(fig, out: str, formats=None) -> list[str]:
 
 
 # -- audit figures ---------------------------------------------------------------------------
-def plot_pareto(points, frontier, ax, target: float | None = None, method_fronts=None):
-    """Accuracy against weight nnz: every run by method, the search's runs and Pareto front.
+MARKERS = "osD^vPX*<>hp"
+NNZ_TICKS = (1, 2, 5, 10, 15, 20, 25, 30, 40, 50, 65, 80, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000)
+
+
+def method_styles(methods) -> dict[str, dict]:
+    """Colour and marker per method label: distinct for up to 20 methods (tab20 colours, so
+    neighbours in name order, e.g. ``imp`` and ``imp+pilot``, share a hue), and the same in every
+    figure drawn with the same method list."""
+    cmap = _pyplot().get_cmap("tab20")
+    names = sorted({str(m) for m in methods})
+    return {m: {"color": cmap(k % 20), "marker": MARKERS[k % len(MARKERS)]} for k, m in enumerate(names)}
+
+
+def _legend_outside(ax, **kw):
+    return ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                     frameon=False, **kw)
+
+
+def plot_pareto(points, frontier, ax, target: float | None = None, method_fronts=None, styles=None):
+    """Accuracy against weight nnz: the search's masks and Pareto front, each method's front.
 
     ``points``: :func:`cubist.analysis.accuracy_vs_nnz`; ``frontier``:
     :func:`cubist.analysis.search_frontier`; ``method_fronts``: optional
-    :func:`cubist.analysis.pareto_front` by method, drawn as thin steps.
+    :func:`cubist.analysis.pareto_front` by method, drawn as steps with markers (the runs of a
+    method are faint dots of its colour). Dense architectures (phase 1) are drawn only as their
+    front (dashed), and the x range is that of the masks and pruned runs, so thousands of dense
+    runs do not bury the comparison. ``styles``: :func:`method_styles` (default: from ``points``).
     """
-    from .analysis import SEARCH_KIND
+    from .analysis import DENSE_KIND, SEARCH_KIND, pareto_front
     search = points[points["kind"] == SEARCH_KIND]
+    dense = points[points["kind"] == DENSE_KIND]
+    others = points[(points["kind"] != SEARCH_KIND) & (points["kind"] != DENSE_KIND)]
+    styles = styles or method_styles(others["method"].unique())
     if len(search):
-        ax.scatter(search["weight_nnz"], search["train_acc"], s=6, c="#999999", alpha=0.5, linewidths=0,
-                   label="search masks", gid="points-search", rasterized=len(search) > 2000)
-    others = points[points["kind"] != SEARCH_KIND]
-    colours = _pyplot().get_cmap("tab10")
-    for k, (m, g) in enumerate(sorted(others.groupby("method"), key=lambda t: str(t[0]))):
-        ax.scatter(g["weight_nnz"], g["train_acc"], s=14, color=colours(k % 10), alpha=0.8, label=str(m),
+        ax.scatter(search["weight_nnz"], search["train_acc"], s=5, c="#b0b0b0", alpha=0.5, linewidths=0,
+                   label="search masks (runs)", gid="points-search", rasterized=len(search) > 2000)
+    if len(frontier):
+        ax.step(frontier["weight_nnz"], frontier["train_acc"], where="post", color="black", lw=2.0,
+                label="search front", gid="search-front", zorder=5)
+    if len(dense):
+        front = pareto_front(dense)
+        ax.step(front["weight_nnz"], front["train_acc"], where="post", color="#555555", lw=1.2, ls="--",
+                label="dense architectures front", gid="dense-front", zorder=4)
+    for m, g in sorted(others.groupby("method"), key=lambda t: str(t[0])):
+        st = styles.get(str(m)) or {"color": "grey", "marker": "o"}
+        ax.scatter(g["weight_nnz"], g["train_acc"], s=6, color=st["color"], alpha=0.25, linewidths=0,
                    gid=f"points-{m}")
         if method_fronts is not None and len(method_fronts):
             f = method_fronts[method_fronts["method"] == m]
-            ax.step(f["weight_nnz"], f["train_acc"], where="post", color=colours(k % 10), lw=0.8)
-    if len(frontier):
-        ax.step(frontier["weight_nnz"], frontier["train_acc"], where="post", color="black", lw=1.5,
-                label="search front", gid="search-front")
+            ax.step(f["weight_nnz"], f["train_acc"], where="post", color=st["color"], lw=1.0,
+                    marker=st["marker"], ms=4, label=str(m), gid=f"front-{m}", zorder=3)
+        else:
+            ax.scatter([], [], color=st["color"], marker=st["marker"], label=str(m))
     if target is not None:
         ax.axhline(target, color="black", ls=":", lw=1, label=f"target {target}")
-    if len(points) and (points["weight_nnz"] > 0).all():
+    shown = _nnz_values(search, others) if (len(search) or len(others)) else points["weight_nnz"]
+    if len(shown) and (shown > 0).all():
+        lo, hi = float(shown.min()) / 1.1, float(shown.max()) * 1.1
         ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ticks = [v for v in NNZ_TICKS if lo <= v <= hi]
+        if len(ticks) >= 2:
+            ax.set_xticks(ticks, [str(v) for v in ticks])
+            ax.minorticks_off()
     lo = float(points["train_acc"].min()) if len(points) else 0.5
     ax.set_ylim(max(0.45, lo - 0.02), 1.005)
     ax.set_xlabel("nonzero weights")
     ax.set_ylabel("train accuracy")
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_outside(ax)
     return ax
 
 
-def plot_overparam(curve, ax, search_nnz: float | None = None):
+def _nnz_values(*frames):
+    """The ``weight_nnz`` values of several point frames as one array (for axis limits)."""
+    return np.concatenate([np.asarray(f["weight_nnz"], dtype=float) for f in frames])
+
+
+def plot_overparam(curve, ax, search_nnz: float | None = None, styles=None):
     """Smallest nnz reaching the target against the starting width, one line per method.
 
-    ``curve``: :func:`cubist.analysis.overparam_curve`. Methods that never reached the target at
-    a width get an ``x`` at the top of the axes; ``search_nnz`` draws the search's bound.
+    ``curve``: :func:`cubist.analysis.overparam_curve`. Methods are dodged slightly sideways so
+    equal values stay visible; a method that never reached the target at a width gets its marker
+    in the band above the axes' top (labelled "never"); ``search_nnz`` draws the search's bound.
     """
     from matplotlib.transforms import blended_transform_factory
-    colours = _pyplot().get_cmap("tab10")
+    styles = styles or method_styles(curve["method"].unique())
     top = blended_transform_factory(ax.transData, ax.transAxes)
-    for k, (m, g) in enumerate(sorted(curve.groupby("method"), key=lambda t: str(t[0]))):
+    groups = sorted(curve.groupby("method"), key=lambda t: str(t[0]))
+    n = len(groups)
+    for k, (m, g) in enumerate(groups):
+        st = styles.get(str(m)) or {"color": "grey", "marker": "o"}
         g = g.sort_values("start_width")
-        ax.plot(g["start_width"], g["nnz"], marker="o", color=colours(k % 10), label=str(m), gid=f"curve-{m}")
-        miss = g[g["nnz"].isna()]
-        if len(miss):
-            ax.scatter(miss["start_width"], [0.97] * len(miss), marker="x", color=colours(k % 10),
-                       transform=top, clip_on=False)
+        dodge = 2.0 ** ((k - (n - 1) / 2) * (0.14 / max(n - 1, 1)))
+        xs = g["start_width"].to_numpy(dtype=float) * dodge
+        ax.plot(xs, g["nnz"], marker=st["marker"], ms=5, lw=1.0, color=st["color"], label=str(m),
+                gid=f"curve-{m}")
+        miss = g["nnz"].isna().to_numpy()
+        if miss.any():
+            ax.scatter(xs[miss], [1.04] * int(miss.sum()), marker=st["marker"], s=18, color=st["color"],
+                       transform=top, clip_on=False, gid=f"never-{m}")
     if search_nnz is not None and not np.isnan(search_nnz):
         ax.axhline(search_nnz, color="black", ls="--", lw=1, label=f"search: {search_nnz:.0f}")
     if curve["nnz"].isna().any():
-        ax.scatter([], [], marker="x", color="grey", label="never reached")
+        ax.text(0.0, 1.04, "never ", transform=ax.transAxes, ha="right", va="center", fontsize=7)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("starting width (widest hidden layer)")
     ax.set_ylabel("fewest nonzero weights reaching the target")
@@ -380,7 +429,7 @@ def plot_overparam(curve, ax, search_nnz: float | None = None):
     if xs:
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.minorticks_off()
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     return ax
 
 

@@ -47,7 +47,7 @@ def test_audit_with_figures_two_targets(store, tmp_path, capsys):
             assert (out / f"{name}-{tag}.png").exists()
             assert not (out / f"{name}-{tag}.svg").exists()
     with Image.open(out / "pareto-0_95.png") as im:
-        assert im.size == (700, 500)
+        assert im.size == (900, 550)
     html = (out / "report.html").read_text()
     assert "<img src='pareto-0_95.png'" in html and "<img src='best-0_99.png'" in html
     md = (out / "report.md").read_text()
