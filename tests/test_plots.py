@@ -134,13 +134,13 @@ def two_rows():
 
 
 def test_plot_runs_layout_and_files(tmp_path, two_rows):
-    fig = P.plot_runs(two_rows, ("regions", "network", "lines"), X_SMALL, Y_SMALL, panel_inches=2, dpi=50)
+    fig = P.plot_runs(two_rows, ("regions", "network", "lines"), X_SMALL, Y_SMALL, panel_inches=3, dpi=40)
     assert len(fig.axes) == 6
     assert "imp 2-16-16-16-1" in fig.axes[1].get_title()
     paths = P.save_figure(fig, str(tmp_path / "runs.png"), ["png", "svg"])
     assert paths == [str(tmp_path / "runs.png"), str(tmp_path / "runs.svg")]
     with Image.open(paths[0]) as im:
-        assert im.size == (2 * 2 * 50, 3 * 2 * 50)
+        assert im.size == (2 * 3 * 40, 3 * 3 * 40)
     svg = (tmp_path / "runs.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
 
