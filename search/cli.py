@@ -59,6 +59,22 @@ def add_parser(sub):
     e.add_argument("--out", metavar="FILE", help="Parquet file of masks (default: only count)")
     e.set_defaults(func=_run_enumerate)
 
+    r = ss.add_parser("retrain", help="train the mask of stored runs from the initialisation (is the mask enough?)",
+                      description="Train the mask of each given run from the initialisation on a grid, as the "
+                                  "search trains masks, and compare with the run's own accuracy: a pruned "
+                                  "network that beats the search by its weights, not its mask, shows here.")
+    r.add_argument("results", nargs="+", metavar="RESULTS", help="result store directories")
+    r.add_argument("--run-id", type=csv(), required=True, metavar="ID[,ID...]",
+                   help="runs whose masks to retrain (unique prefixes are enough)")
+    r.add_argument("--target", type=_target, default=0.95, help="train accuracy to reach (default 0.95)")
+    r.add_argument("--lrs", type=csv(float, minimum=1e-12), default=[0.05, 0.1, 0.2],
+                   help="learning rates (default 0.05,0.1,0.2: the pruning grid)")
+    r.add_argument("--schedules", type=csv(str, choices=SCHEDULES), default=list(SCHEDULES),
+                   help="schedules (default cosine,step,constant)")
+    r.add_argument("--details", action="store_true", help="print every grid point, not only the summary")
+    add_common(r, store=False, device=False, jobs=False)
+    r.set_defaults(func=_run_retrain)
+
     i = ss.add_parser("init", help="save a width-16 initialisation for --init-checkpoint")
     i.add_argument("--out", required=True, metavar="FILE")
     i.add_argument("--seed", type=int, default=0)
@@ -136,4 +152,39 @@ def _run_init(args):
     from .phases import save_init
     save_init(args.out, args.widths, args.seed)
     print(f"wrote {args.out}")
+    return 0
+
+
+def _run_retrain(args):
+    from cubist.analysis import compact_masks, load_results, select_runs
+    from cubist.spiral import Dataset
+    from cubist.store import row_masks
+
+    from .phases import retrain_from_init
+    grid = _grid(args)
+    rows = select_runs(load_results(args.results), args.run_id)
+    data = Dataset.spiral()
+    for _, row in rows.iterrows():
+        if row.get("mask_bits") is None:
+            raise CubistError(f"run {row['run_id']} kept no mask")
+        if row.get("dataset_id") not in (None, data.id):
+            raise CubistError(f"run {row['run_id']} was trained on data set {row['dataset_id']}; "
+                              f"retrain uses the default spiral ({data.id})")
+    for _, row in rows.iterrows():
+        widths = tuple(int(w) for w in row["widths"])
+        masks = row_masks(row)
+        compact = tuple(m.shape[0] for m in compact_masks(masks))[:-1]
+        print(f"run {row['run_id']}: {row['method']} {'-'.join(map(str, widths))}, {int(row['weight_nnz'])} weights "
+              f"(effective architecture {','.join(map(str, compact))}), lr {row['lr']:g} {row['schedule']} "
+              f"seed {int(row['seed'])}: train accuracy {row['train_acc']:.4f}")
+        res = retrain_from_init(widths, masks, grid, data=data)
+        if args.details:
+            for p in res.itertuples():
+                print(f"  lr {p.lr:<5g} {p.schedule:<8} seed {p.seed}: {p.train_acc:.4f}"
+                      + (" (diverged)" if p.diverged else ""))
+        live = res.loc[~res["diverged"], "train_acc"]
+        best = f"{live.max():.4f}" if len(live) else "none (all diverged)"
+        median = f"{live.median():.4f}" if len(live) else "-"
+        print(f"  its mask from init ({len(res)} runs): best {best}, median {median}; "
+              f"{int((live >= args.target).sum())} reach {args.target:g}")
     return 0

@@ -180,7 +180,7 @@ def _chunked(models, widths, chunk_size):
     for s in range(0, len(models), chunk_size):
         part = models[s:s + chunk_size]
         yield Chunk(widths, [np.stack([m[0][l] for m in part]) for l in range(len(widths) - 1)],
-                    np.array([m[1] for m in part], dtype=np.float32), [m[2] for m in part],
+                    np.array([m[1] for m in part], dtype=np.float64), [m[2] for m in part],
                     np.array([m[3] for m in part], dtype=np.int64), [m[4] for m in part])
 
 
@@ -338,6 +338,34 @@ def search_widths(target: float = 0.95, grid: Grid = Grid(), *, store: ResultSto
     return WidthSearchResult(target, reach, by_w, by_u, pareto, rows, len(new), time.perf_counter() - t0)
 
 
+# -- a mask alone, trained from the initialisation ---------------------------------------------
+def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | None = None,
+                      init_width: int | None = 16, threads: int | None = None):
+    """Train one mask from the initialisation on every grid point, as the search trains masks.
+
+    The question it answers about a pruned network: is its *mask* enough to reach the target, or
+    does it need the weights pruning left it with (rewound, or trained on through cycles)? The
+    mask is trained by the engine from ``init_params(widths, init_width, seed)`` for each
+    (lr, schedule, seed) of ``grid``. Returns a DataFrame, one row per grid point: ``lr``,
+    ``schedule``, ``seed``, ``train_acc``, ``heldout_acc``, ``final_loss``, ``diverged``.
+    """
+    import pandas as pd
+
+    from .engine import train_masks
+    data = data or Dataset.spiral()
+    points = grid.points()
+    res = train_masks(data.X, data.y, widths, [np.asarray(m) != 0 for m in masks],
+                      lrs=[p[0] for p in points], schedules=[p[1] for p in points], seeds=[p[2] for p in points],
+                      epochs=grid.epochs, batch_size=grid.batch_size, momentum=grid.momentum,
+                      weight_decay=grid.weight_decay, init_width=init_width, X_heldout=data.X_heldout,
+                      y_heldout=data.y_heldout, threads=threads)
+    return pd.DataFrame({
+        "lr": [p[0] for p in points], "schedule": [p[1] for p in points], "seed": [p[2] for p in points],
+        "train_acc": res.train_acc.astype(float),
+        "heldout_acc": res.heldout_acc.astype(float) if res.heldout_acc is not None else np.nan,
+        "final_loss": res.final_loss.astype(float), "diverged": res.diverged.astype(bool)})
+
+
 def _argmins(items, key):
     if not items:
         return []
@@ -350,4 +378,4 @@ def grid_from(lrs, schedules, seeds, epochs) -> Grid:
 
 
 __all__ = ["Grid", "FixedInit", "save_init", "search_masks", "search_widths", "MaskSearchResult",
-           "WidthSearchResult", "mask_key", "masks_reaching", "weight_count", "grid_from"]
+           "WidthSearchResult", "mask_key", "masks_reaching", "weight_count", "grid_from", "retrain_from_init"]

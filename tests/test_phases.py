@@ -161,3 +161,40 @@ def test_phase2_fixed_init_is_labelled_and_matches_reference(tiny, tmp_path):
     assert abs(row["train_acc"] - ref.train_acc) <= 2 / len(tiny.X)
     for (w, b), lin in zip(cubist.row_weights(row), model.layers):
         np.testing.assert_allclose(w, lin.weight.detach().numpy(), atol=1e-5)
+
+
+def test_chunks_train_the_recorded_learning_rate():
+    # The engine must train exactly the lr a row records: a float32 copy of 0.1 is another
+    # learning rate, and 50 epochs of a tiny sparse net can end far apart from one ulp of it.
+    widths = (2, 1, 1, 1, 1)
+    masks = [np.ones((widths[l + 1], widths[l]), bool) for l in range(4)]
+    models = [(masks, lr, "cosine", 0, {"lr": lr}) for lr in (0.1, 0.05, 0.2, 0.3)]
+    (chunk,) = phases._chunked(models, widths, 16)
+    assert [float(v) for v in chunk.lrs] == [c["lr"] for c in chunk.configs]
+
+
+def test_retrain_from_init_matches_reference_and_search_rows(tiny, tmp_path):
+    # A stored search row is reproduced exactly by retraining its mask, and the retraining is the
+    # reference trainer's run with the same mask, lr, schedule and seed (init and data order).
+    grid = Grid(lrs=(0.1,), schedules=("cosine",), seeds=2, epochs=3)
+    store = cubist.ResultStore(tmp_path / "s")
+    search_masks((2, 1, 2), 0.99, grid, store=store, data=tiny, exhaustive=True, quiet=True, log=lambda *a: None)
+    rows = store.load()
+    assert len(rows) > 4
+    for _, row in rows.head(4).iterrows():
+        masks = cubist.row_masks(row)
+        res = phases.retrain_from_init(tuple(row["widths"]), masks, grid, data=tiny)
+        mine = res[(res["seed"] == row["seed"])].iloc[0]
+        assert mine["train_acc"] == row["train_acc"] and mine["final_loss"] == row["final_loss"]
+    widths = tuple(rows.iloc[0]["widths"])
+    masks = cubist.row_masks(rows.iloc[0])
+    res = phases.retrain_from_init(widths, masks, grid, data=tiny)
+    assert list(res.columns) == ["lr", "schedule", "seed", "train_acc", "heldout_acc", "final_loss", "diverged"]
+    assert list(res["seed"]) == [0, 1]
+    for seed in (0, 1):
+        model = cubist.MaskedMLP(widths, masks, init_width=16, seed=seed)
+        ref = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=0.1, schedule="cosine", epochs=3,
+                                                                               seed=seed), device="cpu")
+        got = res[res["seed"] == seed].iloc[0]
+        assert got["final_loss"] == pytest.approx(ref.final_loss, abs=1e-5)
+        assert got["train_acc"] == pytest.approx(ref.train_acc, abs=2e-3)

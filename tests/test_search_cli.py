@@ -57,3 +57,63 @@ def test_bad_input(tmp_path, capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
+
+
+def _spiral_row(tmp_path):
+    """A stored search row on the default spiral (the data set `search retrain` trains on)."""
+    import numpy as np
+
+    import cubist
+    from cubist.store import make_row
+    from handmade import full_mask
+    widths = (2, 2, 1, 2, 1)
+    masks = full_mask(widths)
+    masks[0][1, 0] = False
+    config = dict(kind="search_masks", method="mask", widths=list(widths), init_width=16, lr=0.1,
+                  schedule="constant", epochs=1, batch_size=128, momentum=0.9, weight_decay=5e-4, seed=0,
+                  target_nnz=None, params={}, dataset_id=cubist.Dataset.spiral().id)
+    metrics = dict(train_acc=0.9, heldout_acc=0.9, final_loss=0.3, diverged=False, **cubist.masks.mask_counts(masks))
+    row = make_row(config, masks=masks, weights=None, metrics=metrics, engine="test", wall_time_s=0.0)
+    cubist.ResultStore(tmp_path / "store").write([row])
+    return row, widths, masks, np
+
+
+def test_retrain_prints_the_mask_from_init(tmp_path, capsys):
+    import cubist
+    row, widths, masks, np = _spiral_row(tmp_path)
+    argv = ["search", "retrain", str(tmp_path / "store"), "--run-id", row["run_id"][:6], "--epochs", "1",
+            "--lrs", "0.1", "--schedules", "constant", "--seeds", "2", "--details", "--target", "0.6"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"run {row['run_id']}: mask 2-2-1-2-1, 9 weights" in out and "train accuracy 0.9000" in out
+    data = cubist.Dataset.spiral()
+    accs = []
+    for seed in (0, 1):
+        model = cubist.MaskedMLP(widths, masks, init_width=16, seed=seed)
+        ref = cubist.train_reference(model, data.X, data.y,
+                                     cubist.TrainConfig(lr=0.1, schedule="constant", epochs=1, seed=seed), device="cpu")
+        accs.append(ref.train_acc)
+        line = next(ln for ln in out.splitlines() if ln.startswith("  lr") and f"constant seed {seed}:" in ln)
+        assert float(line.split()[-1]) == pytest.approx(ref.train_acc, abs=2e-3)
+    summary = next(ln for ln in out.splitlines() if "its mask from init (2 runs): best" in ln)
+    assert float(summary.split("best ")[1].split(",")[0]) == pytest.approx(max(accs), abs=2e-3)
+    assert summary.endswith(f"{sum(a >= 0.6 for a in accs)} reach 0.6")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--run-id", "ffffffff"], "unknown run id ffffffff"),
+    (["--run-id", "x", "--lrs", "0"], "below the minimum"),
+])
+def test_retrain_bad_input(tmp_path, capsys, argv, needle):
+    _spiral_row(tmp_path)
+    assert main(["search", "retrain", str(tmp_path / "store")] + argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+
+
+def test_retrain_refuses_runs_on_other_data(tmp_path, capsys):
+    from handmade import W3, full_mask, row, write_store
+    r = row("search_masks", "mask", W3, full_mask(W3), 0.9)
+    write_store(tmp_path / "h", [r])
+    assert main(["search", "retrain", str(tmp_path / "h"), "--run-id", r["run_id"], "--epochs", "1"]) == 2
+    assert "was trained on data set handmade" in capsys.readouterr().err
