@@ -105,7 +105,8 @@ def audit_figures(df: pd.DataFrame, tables: dict, target: float, out_dir: str, f
     tag = f"{target:g}".replace(".", "_")
     out = {}
     points = A.accuracy_vs_nnz(df)
-    styles = P.method_styles(set(points.loc[points["kind"] == A.PRUNE_KIND, "method"]) | set(tables["overparam"]["method"]))
+    pruned = set(points.loc[points["kind"] == A.PRUNE_KIND, "method"])
+    styles = P.method_styles(pruned | set(tables["overparam"]["method"]))  # one style per method, both figures
     if len(points):
         fig = P.new_figure(9, 5.5, 100)
         P.plot_pareto(points, A.search_frontier(df), fig.add_subplot(), target=target, styles=styles,

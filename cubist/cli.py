@@ -105,7 +105,8 @@ def check_writable_file(path: str) -> None:
 
 
 # -- cubist data ---------------------------------------------------------------------------
-def _add_data(sub):
+def add_parser(sub):
+    """``cubist data`` (this module's entry in :data:`COMMANDS`)."""
     from .spiral import HELDOUT_KINDS, SpiralRecipe
     p = sub.add_parser("data", help=command_help("data"),
                        description="Write the Cubist Spiral (the paper's recipe on defaults) as Parquet.")
@@ -159,9 +160,6 @@ COMMANDS = {
 def command_help(name: str) -> str:
     return COMMANDS[name][1]
 
-
-def add_parser(sub):
-    _add_data(sub)
 
 
 def _requested(argv) -> str | None:

@@ -326,6 +326,10 @@ def method_styles(methods) -> dict[str, dict]:
     return {m: {"color": cmap(k % 20), "marker": MARKERS[k % len(MARKERS)]} for k, m in enumerate(names)}
 
 
+def _style(styles: dict, method) -> dict:
+    return styles.get(str(method)) or {"color": "grey", "marker": "o"}
+
+
 def _legend_outside(ax, **kw):
     return ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
                      frameon=False, **kw)
@@ -357,7 +361,7 @@ def plot_pareto(points, frontier, ax, target: float | None = None, method_fronts
         ax.step(front["weight_nnz"], front["train_acc"], where="post", color="#555555", lw=1.2, ls="--",
                 label="dense architectures front", gid="dense-front", zorder=4)
     for m, g in sorted(others.groupby("method"), key=lambda t: str(t[0])):
-        st = styles.get(str(m)) or {"color": "grey", "marker": "o"}
+        st = _style(styles, m)
         ax.scatter(g["weight_nnz"], g["train_acc"], s=6, color=st["color"], alpha=0.25, linewidths=0,
                    gid=f"points-{m}")
         if method_fronts is not None and len(method_fronts):
@@ -368,7 +372,8 @@ def plot_pareto(points, frontier, ax, target: float | None = None, method_fronts
             ax.scatter([], [], color=st["color"], marker=st["marker"], label=str(m))
     if target is not None:
         ax.axhline(target, color="black", ls=":", lw=1, label=f"target {target}")
-    shown = _nnz_values(search, others) if (len(search) or len(others)) else points["weight_nnz"]
+    shown = points.loc[points["kind"] != DENSE_KIND, "weight_nnz"]
+    shown = shown if len(shown) else points["weight_nnz"]
     if len(shown) and (shown > 0).all():
         lo, hi = float(shown.min()) / 1.1, float(shown.max()) * 1.1
         ax.set_xscale("log")
@@ -385,11 +390,6 @@ def plot_pareto(points, frontier, ax, target: float | None = None, method_fronts
     return ax
 
 
-def _nnz_values(*frames):
-    """The ``weight_nnz`` values of several point frames as one array (for axis limits)."""
-    return np.concatenate([np.asarray(f["weight_nnz"], dtype=float) for f in frames])
-
-
 def plot_overparam(curve, ax, search_nnz: float | None = None, styles=None):
     """Smallest nnz reaching the target against the starting width, one line per method.
 
@@ -403,7 +403,7 @@ def plot_overparam(curve, ax, search_nnz: float | None = None, styles=None):
     groups = sorted(curve.groupby("method"), key=lambda t: str(t[0]))
     n = len(groups)
     for k, (m, g) in enumerate(groups):
-        st = styles.get(str(m)) or {"color": "grey", "marker": "o"}
+        st = _style(styles, m)
         g = g.sort_values("start_width")
         dodge = 2.0 ** ((k - (n - 1) / 2) * (0.14 / max(n - 1, 1)))
         xs = g["start_width"].to_numpy(dtype=float) * dodge
