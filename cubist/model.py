@@ -13,6 +13,8 @@ and sub-networks of one seed are nested.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
 import numpy as np
@@ -30,6 +32,30 @@ def check_widths(widths) -> tuple[int, ...]:
     if len(widths) < 2 or min(widths) < 1:
         raise ValueError(f"widths need at least an input and an output size, all >= 1; got {widths}")
     return widths
+
+
+RANDOM_INIT = "random"
+
+
+def run_init_seed(*identity) -> int:
+    """The seed of a run's own random init, derived from what the run is (63 bits).
+
+    The paper runs every configuration in its own unseeded process, so every run starts from its
+    own random init. Here a run's init is drawn by :func:`init_params` from this seed, a hash of
+    the run's identity (e.g. ``("mask", widths, mask key, lr, schedule, k)``): two runs differ in
+    init exactly when they differ in identity, whatever chunk, job or backend trains them, and a
+    row that records the seed redraws its init. ``identity`` must be JSON-serialisable.
+    """
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=_plain)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def _plain(o):
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, (np.ndarray, tuple)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def init_params(widths, init_width: int | None = 16, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -35,6 +35,8 @@ SCHEMA = pa.schema([
     pa.field("method", pa.string()),        # dense, mask, a pruner's name, ...
     pa.field("widths", pa.list_(pa.int32())),
     pa.field("init_width", pa.int32()),
+    pa.field("init", pa.string()),          # "random" (init_seed below) or "checkpoint:<id>" (a fixed init)
+    pa.field("init_seed", pa.int64()),      # seed of the run's own random init (cubist.model.run_init_seed)
     pa.field("lr", pa.float64()),
     pa.field("schedule", pa.string()),
     pa.field("epochs", pa.int32()),
@@ -68,7 +70,7 @@ SCHEMA = pa.schema([
 ])
 
 COLUMNS = tuple(SCHEMA.names)
-CONFIG_COLUMNS = ("kind", "method", "widths", "init_width", "lr", "schedule", "epochs", "batch_size",
+CONFIG_COLUMNS = ("kind", "method", "widths", "init_width", "init", "init_seed", "lr", "schedule", "epochs", "batch_size",
                   "momentum", "weight_decay", "seed", "target_nnz", "params", "dataset_id")
 
 
