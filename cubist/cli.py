@@ -122,7 +122,7 @@ def _run_data(args):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .spiral import SpiralRecipe, dataset_id, make_heldout, make_spiral
+    from .spiral import SpiralRecipe, make_heldout, make_spiral, spiral_id, spiral_meta
 
     recipe = dataclass_from_args(SpiralRecipe, args)
     check_writable_file(args.out)
@@ -132,8 +132,10 @@ def _run_data(args):
         X, y = make_spiral(**recipe.to_dict())
     else:
         X, y = make_heldout(args.split, **recipe.to_dict())
-    meta = {"name": "cubist_spiral", **recipe.to_dict(), "split": args.split}
-    did = dataset_id(X, y, meta)
+    # the id of these arrays; for the training split it is Dataset.spiral(...).id, the id result
+    # rows of the same recipe carry
+    did = spiral_id(recipe, X, y, args.split)
+    meta = spiral_meta(recipe, args.split)
     table = pa.table({"x1": X[:, 0], "x2": X[:, 1], "label": y})
     table = table.replace_schema_metadata({"cubist.dataset_id": did, "cubist.recipe": str(meta)})
     pq.write_table(table, args.out)

@@ -2,12 +2,28 @@
 
 Recipe of Zhang & Papyan, "Sparsest Models Elude Pruning" (ICML 2024): two piecewise-linear
 spirals, one per class, sampled densely along their segments and standardised. On defaults
-``make_spiral()`` reproduces the published data set exactly: 49,982 points (24,991 per class,
-class 0 first), deterministic, noise-free.
+``make_spiral()`` reproduces the published data set bit for bit: 49,982 points (24,991 per
+class, class 0 first), deterministic, noise-free; the sha256 of ``X.tobytes()`` is
+``7f5bc2e560a6e7f92c8526b29ba0c6e37d3f9d9b788f59972e50149857bdd69b`` (:data:`PAPER_X_SHA256`).
 
-The recipe parameters below generalise it (turns, class offset, point budget, noise). The
-held-out companion sets are this project's addition; the paper trains and evaluates on the
-training points.
+The paper builds the arrays with torch, and so does this module, step for step (that is what
+makes it bit-exact; numpy's float32 reductions give other last bits): float64 vertices (computed
+in numpy, converted with ``torch.tensor``), per segment ``int(len / total * budget)`` points at
+``t * v_i + (1 - t) * v_{i+1}`` with a float32 ``torch.linspace`` parameter ``t`` (``1 - t`` in
+float32, promoted to float64 by torch), both classes concatenated and cast to float32, then
+``X - torch.mean(X, 0)`` and division by ``torch.std`` (unbiased, float32) of the centred ``X``.
+torch is imported only inside the functions, so importing this module (and ``cubist --help``)
+stays cheap.
+
+The recipe parameters below generalise it (turns, class offset, point budget, noise: numpy
+Gaussian noise from ``seed`` on vertices and points, raw units). The held-out companion sets are
+this project's addition, standardised with the training statistics computed the same torch way;
+the paper trains and evaluates on the training points.
+
+One data set, one id: :func:`spiral_id` is the only place the id of a spiral recipe's arrays is
+computed; :meth:`Dataset.spiral` (whose id every result row records) and ``cubist data`` both
+use it. A :class:`Dataset`'s id is the id of its training set and recipe; the held-out kind is
+kept in its ``recipe`` metadata but is not part of the id.
 """
 from __future__ import annotations
 
@@ -19,6 +35,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 HELDOUT_KINDS = ("between", "noisy")
+SPLITS = ("train",) + HELDOUT_KINDS
+
+#: sha256 of the paper's arrays: ``X`` float32 (49982, 2) C order, ``y`` float32 (49982,) bytes.
+PAPER_X_SHA256 = "7f5bc2e560a6e7f92c8526b29ba0c6e37d3f9d9b788f59972e50149857bdd69b"
+PAPER_Y_SHA256 = "07826c9dd61e50822c941a33ccc0610e514e7b722f1bc819eed375a5b57640b0"
 
 
 @dataclass(frozen=True)
@@ -66,46 +87,57 @@ def _vertices(recipe: SpiralRecipe, rng: np.random.Generator | None):
     return curves
 
 
-def _sample_curve(v: np.ndarray, budget: int, midpoints: bool) -> np.ndarray:
-    seg_len = np.linalg.norm(v[1:] - v[:-1], axis=1)
+def _sample_curve(v, budget: int, midpoints: bool):
+    """Points along the float64 vertex tensor ``v``, the paper's torch arithmetic (float64 out)."""
+    import torch
+
+    seg_len = torch.linalg.norm(v[1:] - v[:-1], dim=1)
     total = seg_len.sum()
     parts = []
-    for i, length in enumerate(seg_len):
-        n = int(length / total * budget)
-        t = np.linspace(0, 1, n, dtype=np.float32).astype(np.float64)
-        if midpoints:
+    for i in range(len(seg_len)):
+        n = int(seg_len[i] / total * budget)
+        t = torch.linspace(0, 1, n)[:, None]  # float32, as in the paper
+        if midpoints:  # our addition: midpoints of consecutive t (float64)
+            t = t.double()
             t = (t[:-1] + t[1:]) / 2
-        t = t[:, None]
         parts.append(t * v[i] + (1 - t) * v[i + 1])
-    return np.concatenate(parts)
+    return torch.cat(parts)
 
 
 def _raw(recipe: SpiralRecipe, midpoints: bool = False, extra_noise: float = 0.0,
          noise_seed: int | None = None):
+    """Unstandardised points (float32 torch tensor, class 0 first) and labels (float32 numpy)."""
+    import torch
+
     rng = np.random.default_rng(recipe.seed) if recipe.noise_std > 0 else None
-    curves = _vertices(recipe, rng)
+    curves = [torch.tensor(c) for c in _vertices(recipe, rng)]
     points = [_sample_curve(c, recipe.points_per_class, midpoints) for c in curves]
     if rng is not None:
-        points = [p + rng.normal(0.0, recipe.noise_std, size=p.shape) for p in points]
+        points = [p + torch.from_numpy(rng.normal(0.0, recipe.noise_std, size=tuple(p.shape)))
+                  for p in points]
     if extra_noise > 0:
         rng2 = np.random.default_rng(noise_seed)
-        points = [p + rng2.normal(0.0, extra_noise, size=p.shape) for p in points]
-    X = np.concatenate(points).astype(np.float32)
+        points = [p + torch.from_numpy(rng2.normal(0.0, extra_noise, size=tuple(p.shape)))
+                  for p in points]
+    X = torch.cat(points).float()
     y = np.concatenate([np.zeros(len(points[0])), np.ones(len(points[1]))]).astype(np.float32)
     return X, y
 
 
-def _standardise(X: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    mean = ref.mean(axis=0, dtype=np.float32)
-    std = ref.std(axis=0, ddof=1, dtype=np.float32)
-    return ((X - mean) / std).astype(np.float32)
+def _standardise(X, ref) -> np.ndarray:
+    """``(X - mean(ref)) / std(ref - mean(ref))`` in float32 torch (the paper's steps for X = ref)."""
+    import torch
+
+    mean = torch.mean(ref, dim=0)
+    std = torch.std(ref - mean, dim=0)
+    return ((X - mean) / std).numpy()
 
 
 def make_spiral(**params) -> tuple[np.ndarray, np.ndarray]:
     """The Cubist Spiral: ``X`` float32 (N, 2) standardised, ``y`` float32 (N,) in {0, 1}.
 
     Keyword arguments are the fields of :class:`SpiralRecipe`; on defaults this is the
-    paper's data set (N = 49,982, class 0 first).
+    paper's data set, bit for bit (N = 49,982, class 0 first, sha256 :data:`PAPER_X_SHA256`).
     """
     recipe = SpiralRecipe(**params)
     X, y = _raw(recipe)
@@ -142,9 +174,32 @@ def dataset_id(X: np.ndarray, y: np.ndarray, recipe: dict | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+def spiral_meta(recipe: SpiralRecipe, split: str = "train") -> dict:
+    """The metadata hashed into a spiral set's id: name, recipe and (held-out sets only) split."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    meta = {"name": "cubist_spiral", **recipe.to_dict()}
+    if split != "train":
+        meta["split"] = split
+    return meta
+
+
+def spiral_id(recipe: SpiralRecipe, X: np.ndarray, y: np.ndarray, split: str = "train") -> str:
+    """The id of the arrays ``X, y`` of ``recipe``'s ``split``: the single home of spiral ids.
+
+    ``split="train"`` is the id of :meth:`Dataset.spiral` (recorded in every result row) and of
+    ``cubist data``; a held-out split (``between``, ``noisy``) gets its own id.
+    """
+    return dataset_id(X, y, spiral_meta(recipe, split))
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """A training set, its held-out companion and its id, as every trainer consumes them."""
+    """A training set, its held-out companion and its id, as every trainer consumes them.
+
+    ``id`` is the id of the training set and its recipe (:func:`spiral_id`), independent of the
+    held-out kind, which ``recipe`` records as ``"heldout"``.
+    """
 
     X: np.ndarray
     y: np.ndarray
@@ -158,5 +213,5 @@ class Dataset:
         recipe = SpiralRecipe(**params)
         X, y = make_spiral(**recipe.to_dict())
         Xh, yh = make_heldout(heldout, **recipe.to_dict())
-        meta = {"name": "cubist_spiral", **recipe.to_dict(), "heldout": heldout}
-        return cls(X, y, Xh, yh, dataset_id(X, y, meta), meta)
+        meta = {**spiral_meta(recipe), "heldout": heldout}
+        return cls(X, y, Xh, yh, spiral_id(recipe, X, y), meta)

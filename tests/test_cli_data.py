@@ -22,6 +22,33 @@ def test_data_writes_parquet_and_plot(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _id_of(path):
+    return pq.read_table(path).schema.metadata[b"cubist.dataset_id"].decode()
+
+
+@pytest.mark.parametrize("flags,recipe", [([], {}), (["--turns", "1.5"], {"turns": 1.5})])
+def test_data_id_is_the_dataset_id(tmp_path, capsys, flags, recipe):
+    # one data set, one id: what `cubist data` writes and prints is what result rows carry
+    out = tmp_path / "x.parquet"
+    assert main(["data", "--out", str(out), *flags]) == 0
+    did = cubist.Dataset.spiral(**recipe).id
+    assert _id_of(out) == did
+    assert f"dataset_id={did}" in capsys.readouterr().out
+
+
+def test_data_ids_differ_between_recipes_and_splits(tmp_path):
+    ids = {}
+    for name, flags in {"default": [], "turns": ["--turns", "1.5"], "offset": ["--offset", "10"],
+                        "between": ["--split", "between"]}.items():
+        out = tmp_path / f"{name}.parquet"
+        assert main(["data", "--out", str(out), "--seed", "0", *flags]) == 0
+        ids[name] = _id_of(out)
+    assert len(set(ids.values())) == len(ids)
+    from cubist.spiral import SpiralRecipe, spiral_id
+    Xb, yb = cubist.make_heldout("between")
+    assert ids["between"] == spiral_id(SpiralRecipe(), Xb, yb, "between")
+
+
 def test_data_recipe_flags(tmp_path):
     out = tmp_path / "n.parquet"
     assert main(["data", "--out", str(out), "--noise-std", "0.5", "--seed", "2", "--split", "noisy"]) == 0

@@ -1,7 +1,12 @@
+import hashlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import cubist
+import cubist.spiral as cubist_spiral
 from cubist.spiral import SpiralRecipe, _vertices
 
 
@@ -19,33 +24,49 @@ def test_standardised():
     np.testing.assert_allclose(X.std(axis=0, ddof=1), 1, atol=1e-4)
 
 
-def test_recipe_by_hand():
-    """Independent re-derivation of the paper's recipe for the first segment of class 0."""
-    theta = np.linspace(np.pi, 5 * np.pi, 17) + 0.4 * np.pi
-    r = 10 * theta + np.pi
-    c = np.stack([r * np.cos(theta), r * np.sin(theta)], 1)
-    n = np.stack([np.cos(theta), np.sin(theta)], 1)
-    a, b = c + 15 * n, c - 15 * n
-    shift = np.minimum(a.min(0), b.min(0))
-    a, b = a - shift, b - shift
-    lens = np.linalg.norm(np.diff(a, axis=0), axis=1)
-    counts = [int(l / lens.sum() * 25000) for l in lens]
-    assert sum(counts) == 24991
-    t = np.linspace(0, 1, counts[0], dtype=np.float32).astype(np.float64)[:, None]
-    seg0 = (t * a[0] + (1 - t) * a[1]).astype(np.float32)
-    pts = []
+# The paper's artefacts (Zhang & Papyan, ICML 2024): sha256 of its X (float32, C order,
+# (49982, 2)) and y (float32, (49982, 1), the same bytes as (49982,)), and its first and last points.
+PAPER_X_SHA256 = "7f5bc2e560a6e7f92c8526b29ba0c6e37d3f9d9b788f59972e50149857bdd69b"
+PAPER_Y_SHA256 = "07826c9dd61e50822c941a33ccc0610e514e7b722f1bc819eed375a5b57640b0"
+
+
+def test_bit_for_bit_with_the_paper():
+    X, y = cubist.make_spiral()
+    assert hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest() == PAPER_X_SHA256
+    assert hashlib.sha256(y.reshape(-1, 1).tobytes()).hexdigest() == PAPER_Y_SHA256
+    assert hashlib.sha256(y.tobytes()).hexdigest() == PAPER_Y_SHA256
+    np.testing.assert_allclose(X[0], [0.5845568776, -0.8009657264], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(X[1], [0.5838431120, -0.8009183407], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(X[-1], [-1.3376986980, -0.8698577285], rtol=0, atol=1e-9)
+    assert (cubist_spiral.PAPER_X_SHA256, cubist_spiral.PAPER_Y_SHA256) == (PAPER_X_SHA256, PAPER_Y_SHA256)
+
+
+def test_module_import_does_not_import_torch():
+    code = "import sys, cubist.spiral; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_segment_counts_and_endpoints():
+    """Truncated per-segment counts sum to 24,991; a segment runs from v_{i+1} (t = 0) to v_i
+    (t = 1), both included, so vertices repeat at the joints."""
+    a, b = _vertices(SpiralRecipe(), None)
+    counts = []
     for cur in (a, b):
-        for i in range(16):
-            m = int(np.linalg.norm(cur[i + 1] - cur[i]) / np.linalg.norm(np.diff(cur, axis=0), axis=1).sum() * 25000)
-            tt = np.linspace(0, 1, m, dtype=np.float32).astype(np.float64)[:, None]
-            pts.append(tt * cur[i] + (1 - tt) * cur[i + 1])
-    raw = np.concatenate(pts).astype(np.float32)
-    mean, std = raw.mean(0, dtype=np.float32), raw.std(0, ddof=1, dtype=np.float32)
+        lens = np.linalg.norm(np.diff(cur, axis=0), axis=1)
+        counts.append([int(l / lens.sum() * 25000) for l in lens])
+        assert sum(counts[-1]) == 24991
+    raw, _ = cubist_spiral._raw(SpiralRecipe())
+    raw = raw.numpy()
+    n0, n1 = counts[0][:2]
+    np.testing.assert_array_equal(raw[0], a[1].astype(np.float32))
+    np.testing.assert_array_equal(raw[n0 - 1], a[0].astype(np.float32))
+    np.testing.assert_array_equal(raw[n0], a[2].astype(np.float32))
+    np.testing.assert_array_equal(raw[n0 + n1 - 1], a[1].astype(np.float32))
+    np.testing.assert_array_equal(raw[24991], b[1].astype(np.float32))
     X, _ = cubist.make_spiral()
-    np.testing.assert_array_equal(X, ((raw - mean) / std).astype(np.float32))
-    np.testing.assert_array_equal(X[: len(seg0)], ((seg0 - mean) / std).astype(np.float32))
-    # the first point is v_1 (t = 0), the last of the segment v_0 (t = 1)
-    np.testing.assert_allclose(raw[0], a[1], rtol=1e-6)
+    np.testing.assert_array_equal(X[0], X[n0 + n1 - 1])
 
 
 def test_deterministic_and_id_stable():
@@ -56,6 +77,24 @@ def test_deterministic_and_id_stable():
     assert cubist.dataset_id(X1, y1, {"a": 1}) != cubist.dataset_id(X1, y1, {"a": 2})
     d1, d2 = cubist.Dataset.spiral(), cubist.Dataset.spiral()
     assert d1.id == d2.id and d1.id != cubist.Dataset.spiral(noise_std=0.5).id
+
+
+def test_one_data_set_one_id():
+    """A Dataset's id is its training set's (spiral_id): not changed by the held-out kind."""
+    from cubist.spiral import spiral_id
+    d = cubist.Dataset.spiral()
+    assert d.id == spiral_id(SpiralRecipe(), d.X, d.y)
+    assert len(d.id) == 16 and int(d.id, 16) >= 0
+    noisy = cubist.Dataset.spiral(heldout="noisy")
+    assert noisy.id == d.id and noisy.recipe["heldout"] == "noisy" and d.recipe["heldout"] == "between"
+    assert noisy.X_heldout.shape != d.X_heldout.shape  # different held-out sets, same id
+    other = cubist.Dataset.spiral(turns=1.5)
+    assert other.id == spiral_id(SpiralRecipe(turns=1.5), other.X, other.y) and other.id != d.id
+    # a held-out split has its own id
+    Xb, yb = cubist.make_heldout("between")
+    assert spiral_id(SpiralRecipe(), Xb, yb, "between") not in (d.id, spiral_id(SpiralRecipe(), Xb, yb))
+    with pytest.raises(ValueError):
+        spiral_id(SpiralRecipe(), d.X, d.y, "bogus")
 
 
 def test_noise_is_seeded_and_changes_points():
@@ -106,3 +145,12 @@ def test_heldout_sets():
     assert (sd_raw > 0).all() and (sd_raw < 0.05).all()  # 0.5 raw units is small after standardising
     with pytest.raises(ValueError):
         cubist.make_heldout("bogus")
+
+
+def test_heldout_uses_the_training_statistics():
+    # with no extra noise the "noisy" set is the training set, standardised by the same torch steps
+    X, y = cubist.make_spiral()
+    X0, y0 = cubist.make_heldout("noisy", noise=0.0)
+    assert np.array_equal(X0, X) and np.array_equal(y0, y)
+    X0, _ = cubist.make_heldout("noisy", noise=0.0, noise_std=0.3, seed=5)
+    assert np.array_equal(X0, cubist.make_spiral(noise_std=0.3, seed=5)[0])
