@@ -9,7 +9,15 @@ new DataFrame; nothing is cached or mutated, so a notebook can rebuild every tab
 Conventions, the same in every table:
 
 - a run *reaches* the target when it did not diverge and ``train_acc >= target`` (the paper
-  evaluates on the training set); diverged runs never count;
+  evaluates on the training set; :func:`cubist.stats.reached_target`); diverged runs never count;
+- one run of these tiny nets is a draw from its random init, so a claim about a mask, an
+  architecture or a pruning budget is a *success rate* over runs: ``successes`` of ``runs``,
+  with the Wilson interval ``low``/``high`` (:func:`cubist.stats.wilson_interval`, 95% unless
+  told). A *grid point* is one hyper-parameter setting (``lr``, ``schedule``; for pruners also
+  the method's ``params``) whose runs differ only in their init (seed index ``seed``); ``inits``
+  is K, the fewest runs at one grid point. ``rate`` pools every run of a group; ``best_*``
+  describe its best grid point (most successes, then highest rate, then best accuracy, then the
+  smallest ``lr`` and first ``schedule``) -- a maximum over grid points, so optimistic;
 - "nnz" is the number of nonzero *weights* (``weight_nnz``; biases are recorded separately, as
   in the paper's tables); ``effective_nnz`` counts the weights on an input-to-output path (§5);
 - search rows are ``kind == "search_masks"`` (phase 2, method ``"mask"``); pruner rows are
@@ -32,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .masks import effective_masks, mask_counts, pack_masks
+from .stats import reached_target, wilson_interval
 from .store import COLUMNS, ResultStore, row_masks, row_weights
 
 SEARCH_KIND = "search_masks"
@@ -41,6 +50,8 @@ SEARCH_LABEL = "search"          # the search's row in the headline table
 NEVER = "never reached"          # marker of a method whose runs never reached the target
 NO_RUNS = "no runs"              # marker of an expected method without any rows
 EXACT_MAX_WIDTH = 5              # exact permutation search for hidden widths up to this (6: ~0.2 s a pair)
+SEARCH_GRID = ("lr", "schedule")             # a grid point of the search (its runs differ by init only)
+PRUNE_GRID = ("lr", "schedule", "params")    # a grid point of a pruner sweep
 
 
 class ResultsError(ValueError):
@@ -126,10 +137,11 @@ def has_widths(df: pd.DataFrame, widths) -> pd.Series:
 
 
 def reached(df: pd.DataFrame, target: float) -> pd.Series:
-    """Boolean Series: the run did not diverge and ``train_acc >= target``."""
+    """Boolean Series: the run reached ``target`` (:func:`cubist.stats.reached_target`)."""
     acc = pd.to_numeric(df["train_acc"], errors="coerce")
     div = df["diverged"].astype("boolean").fillna(False).astype(bool)
-    return (acc >= target).fillna(False).astype(bool) & ~div
+    return pd.Series(np.asarray(reached_target(acc.to_numpy(), div.to_numpy(), target), dtype=bool),
+                     index=df.index, dtype=bool)
 
 
 def _mask_key(df: pd.DataFrame) -> pd.Series:
@@ -139,42 +151,190 @@ def _mask_key(df: pd.DataFrame) -> pd.Series:
                      index=df.index, dtype=object)
 
 
+def _of_kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The normalised rows of ``kind`` (selected first: normalising every row is the slow part)."""
+    return _normalise(df[df["kind"] == kind] if "kind" in df.columns else df.iloc[:0])
+
+
 def _best_run(rows: pd.DataFrame) -> pd.Series:
     """The representative of tied rows: highest train_acc, then the smallest run_id."""
     return rows.sort_values(["train_acc", "run_id"], ascending=[False, True], na_position="last").iloc[0]
 
 
+# -- success over inits ----------------------------------------------------------------------
+RATE_COLUMNS = ["runs", "inits", "successes", "rate", "low", "high"]
+BEST_COLUMNS = ["best_runs", "best_successes", "best_rate", "best_low", "best_high"]
+
+
+def _with_interval(table: pd.DataFrame, successes: str, runs: str, prefix: str, confidence: float) -> None:
+    """Add ``<prefix>rate``, ``<prefix>low`` and ``<prefix>high`` (Wilson) to ``table`` in place."""
+    k = table[successes].to_numpy(dtype=np.float64)
+    n = table[runs].to_numpy(dtype=np.float64)
+    low, high = wilson_interval(k, n, confidence) if len(table) else (np.zeros(0), np.zeros(0))
+    table[f"{prefix}rate"] = np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
+    table[f"{prefix}low"] = np.asarray(low, dtype=np.float64)
+    table[f"{prefix}high"] = np.asarray(high, dtype=np.float64)
+
+
+def _success_over_inits(rows: pd.DataFrame, by: list, grid, confidence: float) -> pd.DataFrame:
+    """Per group ``by`` of ``rows`` (with ``_ok``): the pooled rate and the best grid point's.
+
+    Columns: ``by``, :data:`RATE_COLUMNS`, ``best_<grid column>``, :data:`BEST_COLUMNS`,
+    ``best_acc`` (best non-diverged accuracy of the group) and ``run_id`` (its run). A grid
+    point is one value of the ``grid`` columns; its runs differ only in their init.
+    """
+    grid = list(grid)
+    best_grid = [f"best_{c}" for c in grid]
+    cols = by + RATE_COLUMNS + best_grid + BEST_COLUMNS + ["best_acc", "run_id"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    rows = rows.assign(_acc=rows["train_acc"].where(~rows["diverged"]), _succ=rows["_ok"].astype(int))
+    points = rows.groupby(by + grid, sort=False, dropna=False).agg(
+        runs=("run_id", "size"), successes=("_succ", "sum"), acc=("_acc", "max")).reset_index()
+    points["rate"] = points["successes"] / points["runs"]
+    points = points.sort_values(["successes", "rate", "acc"] + grid, ascending=[False, False, False] + [True] * len(grid),
+                                na_position="last", kind="stable")
+    best = points.drop_duplicates(by, keep="first")
+    best = best.rename(columns={**{c: f"best_{c}" for c in grid}, "runs": "best_runs",
+                                "successes": "best_successes"})[by + best_grid + ["best_runs", "best_successes"]]
+    pooled = points.groupby(by, sort=False, dropna=False).agg(
+        runs=("runs", "sum"), inits=("runs", "min"), successes=("successes", "sum")).reset_index()
+    top = rows.sort_values(["_acc", "run_id"], ascending=[False, True], na_position="last", kind="stable")
+    top = top.drop_duplicates(by, keep="first")
+    top = top.assign(best_acc=top["_acc"], run_id=top["run_id"].where(top["_acc"].notna(), None))[by + ["best_acc", "run_id"]]
+    out = pooled.merge(best, on=by, how="left").merge(top, on=by, how="left")
+    for c in ("runs", "inits", "successes", "best_runs", "best_successes"):
+        out[c] = out[c].astype(int)
+    _with_interval(out, "successes", "runs", "", confidence)
+    _with_interval(out, "best_successes", "best_runs", "best_", confidence)
+    return out[cols]
+
+
+def _mask_label(df: pd.DataFrame) -> pd.Series:
+    """A mask's key as text (the hex of its packed bits, as in the search's ``params``), or
+    ``run:<run_id>`` for a row without a mask (the same identity as :func:`_mask_key`)."""
+    return pd.Series([bytes(b).hex() if b is not None else f"run:{r}" for b, r in zip(df["mask_bits"], df["run_id"])],
+                     index=df.index, dtype=object)
+
+
+def mask_success(df: pd.DataFrame, target: float, confidence: float = 0.95, kind: str = SEARCH_KIND) -> pd.DataFrame:
+    """Success over inits of every searched mask: one row per (widths, mask) of ``kind`` rows.
+
+    ``kind`` is ``"search_masks"`` (phase 2) or ``"search_widths"`` (phase 1, where an
+    architecture is its one dense mask, ``mask == "dense"``). Columns: ``widths``, ``mask`` (hex
+    key), ``weight_nnz``; ``runs``, ``inits`` (K: fewest runs at one grid point ``lr`` x
+    ``schedule``), ``successes``, ``rate`` (pooled over all its runs), ``low``/``high``
+    (Wilson at ``confidence``); its best grid point ``best_lr``, ``best_schedule``, ``best_runs``,
+    ``best_successes``, ``best_rate``, ``best_low``, ``best_high``; ``best_acc`` and ``run_id``
+    of its best non-diverged run. Sorted by widths, nnz and mask.
+    """
+    rows = _of_kind(df, kind)
+    rows["mask"] = "dense" if kind == DENSE_KIND else _mask_label(rows)
+    return _mask_success(rows, reached(rows, target), confidence)
+
+
+def _mask_success(rows: pd.DataFrame, ok: pd.Series, confidence: float) -> pd.DataFrame:
+    """:func:`mask_success` of normalised rows with a ``mask`` column; ``ok``: they reached."""
+    by = ["widths", "mask"]
+    rows = rows.assign(_ok=ok)
+    table = _success_over_inits(rows, by, SEARCH_GRID, confidence)
+    nnz = rows.groupby(by, sort=False)["weight_nnz"].max().rename("weight_nnz").reset_index()
+    table = table.merge(nnz, on=by, how="left") if len(table) else table.assign(weight_nnz=[])
+    cols = by + ["weight_nnz"] + [c for c in table.columns if c not in by + ["weight_nnz"]]
+    return table.sort_values(["widths", "weight_nnz", "mask"], kind="stable").reset_index(drop=True)[cols]
+
+
+def level_success(df: pd.DataFrame, target: float, confidence: float = 0.95) -> pd.DataFrame:
+    """Per (widths, weight_nnz) of the search's masks: how reliably the level's best mask reaches.
+
+    Columns: ``masks``, ``runs``, ``inits`` (fewest runs of one mask at one grid point),
+    ``masks_reaching`` (masks with at least one run reaching ``target``); the level's best mask
+    (highest ``best_rate``, then ``best_successes``, pooled ``successes``, ``best_acc``, key):
+    ``mask``, ``best_lr``, ``best_schedule``, ``best_runs``, ``best_successes``, ``best_rate``,
+    ``best_low``, ``best_high``, ``best_acc`` and ``run_id`` (of :func:`mask_success`).
+    """
+    return _levels(mask_success(df, target, confidence))
+
+
+def _levels(per_mask: pd.DataFrame) -> pd.DataFrame:
+    """:func:`level_success` from the :func:`mask_success` table."""
+    cols = ["widths", "weight_nnz", "masks", "runs", "inits", "masks_reaching", "mask", "best_lr", "best_schedule",
+            *BEST_COLUMNS, "best_acc", "run_id"]
+    if per_mask.empty:
+        return pd.DataFrame(columns=cols)
+    by = ["widths", "weight_nnz"]
+    per_mask = per_mask.assign(_reaching=(per_mask["successes"] > 0).astype(int))
+    levels = per_mask.groupby(by, sort=True).agg(masks=("mask", "size"), runs=("runs", "sum"), inits=("inits", "min"),
+                                                 masks_reaching=("_reaching", "sum")).reset_index()
+    best = per_mask.sort_values(["best_rate", "best_successes", "successes", "best_acc", "mask"],
+                                ascending=[False, False, False, False, True], na_position="last", kind="stable")
+    best = best.drop_duplicates(by, keep="first")[by + cols[6:]]
+    out = levels.merge(best, on=by, how="left")
+    return out.sort_values(by, kind="stable").reset_index(drop=True)[cols]
+
+
 # -- the search ------------------------------------------------------------------------------
-def sparsest_search(df: pd.DataFrame, target: float) -> pd.DataFrame:
+def sparsest_search(df: pd.DataFrame, target: float, min_rate: float | None = None,
+                    confidence: float = 0.95) -> pd.DataFrame:
     """Per searched width tuple: the fewest weight nnz of a mask reaching ``target``.
 
-    Columns: ``widths``, ``search_nnz`` (NaN when no mask reached the target), ``masks_reaching``
-    (distinct masks at that nnz with at least one run reaching the target), ``masks_at_nnz``
-    (distinct masks tried at that nnz), ``masks_tried`` and ``runs`` (all levels),
-    ``best_acc``, ``effective_nnz`` and ``run_id`` of the best run at that nnz. (Eligible
-    search masks have no dead units, so their effective nnz is their nnz.)
+    Columns: ``widths``, ``search_nnz`` (fewest nnz at which *some* run reached the target; NaN
+    when none did), ``masks_reaching`` (distinct masks at that nnz with at least one run reaching
+    the target), ``masks_at_nnz`` (distinct masks tried at that nnz), ``masks_tried`` and ``runs``
+    (all levels), ``best_acc``, ``effective_nnz`` and ``run_id`` of the best run at that nnz.
+    (Eligible search masks have no dead units, so their effective nnz is their nnz.)
+
+    How reliable that level is, over inits (:func:`level_success`): ``inits`` (K, the fewest runs
+    of one mask at one grid point at that level; over every level when the target was never
+    reached), ``level_runs`` (runs at that nnz), and the level's best mask at its best grid point:
+    ``best_runs``, ``best_rate``, ``best_low``, ``best_high``.
+
+    With ``min_rate`` (in (0, 1]) also the fewest nnz at which some mask's best-grid-point rate is
+    at least ``min_rate``: ``rate_nnz`` (NaN if none), ``rate_masks`` (masks there that qualify),
+    and the best of them: ``rate``, ``rate_low``, ``rate_high``, ``rate_runs``, ``rate_run_id``.
     """
-    df = _normalise(df)
-    rows = df[df["kind"] == SEARCH_KIND].copy()
+    if min_rate is not None and not 0 < min_rate <= 1:
+        raise ValueError(f"min_rate must be in (0, 1], got {min_rate}")
+    rows = _of_kind(df, SEARCH_KIND)
     cols = ["widths", "search_nnz", "effective_nnz", "masks_reaching", "masks_at_nnz", "masks_tried", "runs",
-            "best_acc", "run_id"]
+            "best_acc", "run_id", "inits", "level_runs", "best_runs", "best_rate", "best_low", "best_high"]
+    if min_rate is not None:
+        cols += ["rate_nnz", "rate_masks", "rate", "rate_low", "rate_high", "rate_runs", "rate_run_id"]
     if rows.empty:
         return pd.DataFrame(columns=cols)
     rows["_ok"] = reached(rows, target)
-    rows["_mask"] = _mask_key(rows)
+    rows["_mask"] = _mask_label(rows)   # the identity of _mask_key within one architecture
+    per_mask = _mask_success(rows.assign(mask=rows["_mask"]), rows["_ok"], confidence)
+    levels = _levels(per_mask)
     out = []
     for w, g in rows.groupby("widths", sort=True):
+        masks_w = per_mask[has_widths(per_mask, w)]
         rec = {"widths": w, "search_nnz": np.nan, "effective_nnz": np.nan, "masks_reaching": 0, "masks_at_nnz": 0,
-               "masks_tried": int(g["_mask"].nunique()), "runs": len(g), "best_acc": np.nan, "run_id": None}
+               "masks_tried": int(g["_mask"].nunique()), "runs": len(g), "best_acc": np.nan, "run_id": None,
+               "inits": int(masks_w["inits"].min()), "level_runs": 0, "best_runs": 0, "best_rate": np.nan,
+               "best_low": np.nan, "best_high": np.nan}
         ok = g[g["_ok"]]
         if not ok.empty:
             nnz = ok["weight_nnz"].min()
             level_ok = ok[ok["weight_nnz"] == nnz]
             best = _best_run(level_ok)
+            lev = levels[has_widths(levels, w) & (levels["weight_nnz"] == nnz)].iloc[0]
             rec.update(search_nnz=nnz, effective_nnz=best["effective_nnz"],
                        masks_reaching=int(level_ok["_mask"].nunique()),
                        masks_at_nnz=int(g.loc[g["weight_nnz"] == nnz, "_mask"].nunique()),
-                       best_acc=best["train_acc"], run_id=best["run_id"])
+                       best_acc=best["train_acc"], run_id=best["run_id"], inits=int(lev["inits"]),
+                       level_runs=int(lev["runs"]), best_runs=int(lev["best_runs"]), best_rate=lev["best_rate"],
+                       best_low=lev["best_low"], best_high=lev["best_high"])
+        if min_rate is not None:
+            rec.update(rate_nnz=np.nan, rate_masks=0, rate=np.nan, rate_low=np.nan, rate_high=np.nan, rate_runs=0,
+                       rate_run_id=None)
+            good = masks_w[masks_w["best_rate"] >= min_rate]
+            if not good.empty:
+                nnz = good["weight_nnz"].min()
+                lev = levels[has_widths(levels, w) & (levels["weight_nnz"] == nnz)].iloc[0]
+                rec.update(rate_nnz=nnz, rate_masks=int((good["weight_nnz"] == nnz).sum()), rate=lev["best_rate"],
+                           rate_low=lev["best_low"], rate_high=lev["best_high"], rate_runs=int(lev["best_runs"]),
+                           rate_run_id=lev["run_id"])
         out.append(rec)
     table = pd.DataFrame(out, columns=cols)
     return table.sort_values(["search_nnz", "widths"], na_position="last", kind="stable").reset_index(drop=True)
@@ -192,25 +352,23 @@ def search_bound(search: pd.DataFrame, widths) -> float:
     return float(min(vals)) if vals else np.nan
 
 
-def smallest_dense(df: pd.DataFrame, target: float) -> pd.DataFrame:
+def smallest_dense(df: pd.DataFrame, target: float, confidence: float = 0.95) -> pd.DataFrame:
     """Phase 1: dense sub-architectures (``kind == "search_widths"``) reaching ``target``.
 
     One row per architecture with ``runs``, ``reached_runs``, ``best_acc`` and ``dense_nnz``
     (its weight count), sorted by weight count; ``minimal`` marks those with no reaching
-    architecture strictly inside them (the paper's candidates).
+    architecture strictly inside them (the paper's candidates). Success over inits, as
+    :func:`mask_success` with ``kind="search_widths"``: ``inits``, ``rate``, ``low``, ``high``
+    (pooled over the grid) and the best grid point's ``best_lr``, ``best_schedule``,
+    ``best_runs``, ``best_successes``, ``best_rate``, ``best_low``, ``best_high``.
     """
-    df = _normalise(df)
-    rows = df[df["kind"] == DENSE_KIND].copy()
-    cols = ["widths", "dense_nnz", "runs", "reached_runs", "best_acc", "minimal"]
-    if rows.empty:
+    rates = mask_success(df, target, confidence, kind=DENSE_KIND)
+    cols = ["widths", "dense_nnz", "runs", "reached_runs", "best_acc", "minimal", "inits", "rate", "low", "high",
+            "best_lr", "best_schedule", *BEST_COLUMNS]
+    if rates.empty:
         return pd.DataFrame(columns=cols)
-    rows["_ok"] = reached(rows, target)
-    out = []
-    for w, g in rows.groupby("widths", sort=True):
-        ok = g[g["_ok"]]
-        out.append({"widths": w, "dense_nnz": dense_weights(w), "runs": len(g), "reached_runs": len(ok),
-                     "best_acc": ok["train_acc"].max() if len(ok) else np.nan})
-    table = pd.DataFrame(out)
+    table = rates.assign(dense_nnz=[dense_weights(w) for w in rates["widths"]], reached_runs=rates["successes"])
+    table["best_acc"] = table["best_acc"].where(table["reached_runs"] > 0)   # of the reaching runs
     good = [w for w, r in zip(table["widths"], table["reached_runs"]) if r > 0]
     table["minimal"] = [r > 0 and not any(v != w and embeds(v, w) for v in good)
                         for w, r in zip(table["widths"], table["reached_runs"])]
@@ -225,72 +383,118 @@ def dense_weights(widths) -> int:
 
 # -- the pruners -----------------------------------------------------------------------------
 def _prune_rows(df: pd.DataFrame, target: float) -> pd.DataFrame:
-    rows = _normalise(df)
-    rows = rows[rows["kind"] == PRUNE_KIND].copy()
+    rows = _of_kind(df, PRUNE_KIND)
     rows["level"] = rows["target_nnz"].where(rows["target_nnz"].notna(), rows["weight_nnz"])
     rows["_ok"] = reached(rows, target)
     return rows
 
 
-def success_rates(df: pd.DataFrame, target: float) -> pd.DataFrame:
+def success_rates(df: pd.DataFrame, target: float, confidence: float = 0.95) -> pd.DataFrame:
     """Per (widths, method, level): ``runs``, ``reached_runs`` and ``success_rate`` (their ratio).
 
     The level is the budget ``target_nnz`` (achieved ``weight_nnz`` when there is none), so runs
-    of every hyper-parameter and seed at one budget are pooled. Also the mean achieved
-    ``weight_nnz`` and ``effective_nnz`` and the best ``train_acc`` of non-diverged runs.
+    of every hyper-parameter and seed at one budget are pooled; ``low``/``high`` is the Wilson
+    interval of that pooled rate. Also the mean achieved ``weight_nnz`` and ``effective_nnz`` and
+    the best ``train_acc`` of non-diverged runs; ``inits`` (fewest runs at one grid point
+    ``lr`` x ``schedule`` x ``params``) and the best grid point: ``best_lr``,
+    ``best_schedule``, ``best_runs``, ``best_successes``, ``best_rate``, ``best_low``,
+    ``best_high``.
     """
     rows = _prune_rows(df, target)
-    cols = ["widths", "method", "level", "runs", "reached_runs", "success_rate", "diverged_runs",
-            "mean_weight_nnz", "mean_effective_nnz", "best_acc"]
+    cols = ["widths", "method", "level", "runs", "reached_runs", "success_rate", "low", "high", "diverged_runs",
+            "mean_weight_nnz", "mean_effective_nnz", "best_acc", "inits", "best_lr", "best_schedule", *BEST_COLUMNS]
     if rows.empty:
         return pd.DataFrame(columns=cols)
     rows["_acc"] = rows["train_acc"].where(~rows["diverged"])
-    g = rows.groupby(["widths", "method", "level"], sort=True)
+    by = ["widths", "method", "level"]
+    g = rows.groupby(by, sort=True)
     out = g.agg(runs=("run_id", "size"), reached_runs=("_ok", "sum"), diverged_runs=("diverged", "sum"),
                 mean_weight_nnz=("weight_nnz", "mean"), mean_effective_nnz=("effective_nnz", "mean"),
                 best_acc=("_acc", "max")).reset_index()
     out["reached_runs"] = out["reached_runs"].astype(int)
     out["diverged_runs"] = out["diverged_runs"].astype(int)
     out["success_rate"] = out["reached_runs"] / out["runs"]
+    _with_interval(out, "reached_runs", "runs", "_", confidence)
+    out = out.rename(columns={"_low": "low", "_high": "high"})
+    grid = _success_over_inits(rows.drop(columns="_acc"), by, PRUNE_GRID, confidence)
+    out = out.merge(grid[by + ["inits", "best_lr", "best_schedule", *BEST_COLUMNS]], on=by, how="left")
     return out[cols]
 
 
-def method_frontier(df: pd.DataFrame, target: float) -> pd.DataFrame:
+def _level_of_rate(rates: pd.DataFrame, min_rate: float) -> pd.Series | None:
+    """The row of ``rates`` (one method's :func:`success_rates`) at the fewest level whose best
+    grid point reaches ``min_rate``; None when no level does."""
+    good = rates[rates["best_rate"] >= min_rate]
+    return good.sort_values("level", kind="stable").iloc[0] if len(good) else None
+
+
+def method_frontier(df: pd.DataFrame, target: float, min_rate: float | None = None,
+                    confidence: float = 0.95) -> pd.DataFrame:
     """Per (widths, method): the sparsest level at which the method reached ``target``.
 
     Best over hyper-parameters and seeds. Columns: ``runs``, ``reached_runs``, ``min_level``
     (smallest budget with a run reaching the target), ``min_weight_nnz`` and
     ``min_effective_nnz`` (smallest achieved counts among reaching runs), ``success_rate`` (at
-    ``min_level``), ``search_nnz`` (the bound of :func:`search_bound`), ``ratio``
-    (``min_weight_nnz / search_nnz``) and ``run_id`` (sparsest reaching run, ties broken by
-    accuracy then id). A method that never reached the target has NaN levels and ratio.
+    ``min_level``, pooled over its hyper-parameters and seeds) with its Wilson ``low``/``high``
+    and ``level_runs`` (the runs at ``min_level``), ``inits`` and the best grid point there
+    (``best_runs``, ``best_successes``, ``best_rate``, ``best_low``, ``best_high``),
+    ``search_nnz`` (the bound of :func:`search_bound`), ``ratio`` (``min_weight_nnz /
+    search_nnz``) and ``run_id`` (sparsest reaching run, ties broken by accuracy then id). A
+    method that never reached the target has NaN levels, ratio and interval.
+
+    With ``min_rate``: ``rate_level``, the fewest level whose best grid point reaches the
+    target in at least ``min_rate`` of its runs (NaN if none), its ``rate``, ``rate_low``,
+    ``rate_high``, ``rate_runs``; ``rate_search_nnz`` (the search's ``rate_nnz`` over the
+    architectures embedding in this one) and ``rate_ratio`` (``rate_level / rate_search_nnz``).
     """
     rows = _prune_rows(df, target)
     cols = ["widths", "method", "runs", "reached_runs", "min_level", "min_weight_nnz", "min_effective_nnz",
-            "success_rate", "search_nnz", "ratio", "best_acc", "run_id"]
+            "success_rate", "low", "high", "level_runs", "inits", *BEST_COLUMNS, "search_nnz", "ratio", "best_acc",
+            "run_id"]
+    if min_rate is not None:
+        cols += ["rate_level", "rate", "rate_low", "rate_high", "rate_runs", "rate_search_nnz", "rate_ratio"]
     if rows.empty:
         return pd.DataFrame(columns=cols)
-    search = sparsest_search(df, target)
-    rates = success_rates(df, target).set_index(["widths", "method", "level"])["success_rate"]
+    search = sparsest_search(df, target, min_rate, confidence)
+    rate_bound = (search[["widths", "rate_nnz"]].rename(columns={"rate_nnz": "search_nnz"})
+                  if min_rate is not None else None)
+    rates = success_rates(df, target, confidence)
+    at = rates.set_index(["widths", "method", "level"])
     out = []
     for (w, m), g in rows.groupby(["widths", "method"], sort=True):
         ok = g[g["_ok"]]
         rec = {"widths": w, "method": m, "runs": len(g), "reached_runs": len(ok), "min_level": np.nan,
-               "min_weight_nnz": np.nan, "min_effective_nnz": np.nan, "success_rate": 0.0,
+               "min_weight_nnz": np.nan, "min_effective_nnz": np.nan, "success_rate": 0.0, "low": np.nan,
+               "high": np.nan, "level_runs": 0, "inits": np.nan, "best_runs": 0, "best_successes": 0,
+               "best_rate": np.nan, "best_low": np.nan, "best_high": np.nan,
                "search_nnz": search_bound(search, w), "ratio": np.nan, "best_acc": np.nan, "run_id": None}
         if not ok.empty:
             best = _best_run(ok[ok["weight_nnz"] == ok["weight_nnz"].min()])
             level = ok["level"].min()
+            r = at.loc[(w, m, level)]
             rec.update(min_level=level, min_weight_nnz=best["weight_nnz"],
-                       min_effective_nnz=ok["effective_nnz"].min(), success_rate=float(rates[(w, m, level)]),
-                       best_acc=best["train_acc"], run_id=best["run_id"])
+                       min_effective_nnz=ok["effective_nnz"].min(), success_rate=float(r["success_rate"]),
+                       low=r["low"], high=r["high"], level_runs=int(r["runs"]), inits=int(r["inits"]),
+                       **{c: r[c] for c in BEST_COLUMNS}, best_acc=best["train_acc"], run_id=best["run_id"])
             if rec["search_nnz"] > 0:
                 rec["ratio"] = rec["min_weight_nnz"] / rec["search_nnz"]
+        if min_rate is not None:
+            mine = rates[has_widths(rates, w) & (rates["method"] == m)]
+            r = _level_of_rate(mine, min_rate)
+            bound = search_bound(rate_bound, w)
+            rec.update(rate_level=np.nan, rate=np.nan, rate_low=np.nan, rate_high=np.nan, rate_runs=0,
+                       rate_search_nnz=bound, rate_ratio=np.nan)
+            if r is not None:
+                rec.update(rate_level=r["level"], rate=r["best_rate"], rate_low=r["best_low"],
+                           rate_high=r["best_high"], rate_runs=int(r["best_runs"]))
+                if bound > 0:
+                    rec["rate_ratio"] = r["level"] / bound
         out.append(rec)
     return pd.DataFrame(out, columns=cols)
 
 
-def headline(df: pd.DataFrame, target: float, methods=None) -> pd.DataFrame:
+def headline(df: pd.DataFrame, target: float, methods=None, min_rate: float | None = None,
+             confidence: float = 0.95) -> pd.DataFrame:
     """The audit's headline: the search's sparsest models next to every method's sparsest run.
 
     One row per searched architecture (``method == "search"``) and per (widths, method) of the
@@ -301,34 +505,53 @@ def headline(df: pd.DataFrame, target: float, methods=None) -> pd.DataFrame:
     architecture. For a method, ``success_rate`` is the fraction of its runs at its sparsest
     reaching budget that reach the target; for the search, the fraction of distinct masks at its
     sparsest level that reach it (best over the grid).
+
+    Success over inits at ``nnz``, comparable between the rows: ``rate`` with Wilson ``low``/
+    ``high`` over ``rate_runs`` runs (K = ``inits`` per grid point) is the best grid point's rate
+    of the level's best mask (search) or of the method's sparsest reaching budget. With
+    ``min_rate``: ``rate_nnz``, the fewest nnz where that rate is at least ``min_rate``
+    (:func:`sparsest_search`, :func:`method_frontier`), and ``rate_ratio`` against the search's.
     """
     cols = ["rank", "method", "widths", "nnz", "effective_nnz", "search_nnz", "ratio", "success_rate",
-            "runs", "reached_runs", "best_acc", "status", "run_id"]
-    search = sparsest_search(df, target)
-    front = method_frontier(df, target)
+            "rate", "low", "high", "rate_runs", "inits", "runs", "reached_runs", "best_acc", "status", "run_id"]
+    if min_rate is not None:
+        cols += ["rate_nnz", "rate_ratio"]
+    search = sparsest_search(df, target, min_rate, confidence)
+    front = method_frontier(df, target, min_rate, confidence)
+    rate_bound = search[["widths", "rate_nnz"]].rename(columns={"rate_nnz": "search_nnz"}) if min_rate is not None else None
     rows = []
     for _, s in search.iterrows():
         bound = search_bound(search, s["widths"])   # a smaller searched architecture may be sparser
-        rows.append({"method": SEARCH_LABEL, "widths": s["widths"], "nnz": s["search_nnz"],
-                     "effective_nnz": s["effective_nnz"], "search_nnz": bound,
-                     "ratio": s["search_nnz"] / bound if bound > 0 else np.nan,
-                     "success_rate": (s["masks_reaching"] / s["masks_at_nnz"]) if s["masks_at_nnz"] else np.nan,
-                     "runs": s["runs"], "reached_runs": s["masks_reaching"], "best_acc": s["best_acc"],
-                     "status": "ok" if not pd.isna(s["search_nnz"]) else NEVER, "run_id": s["run_id"], "_o": 0})
+        rec = {"method": SEARCH_LABEL, "widths": s["widths"], "nnz": s["search_nnz"],
+               "effective_nnz": s["effective_nnz"], "search_nnz": bound,
+               "ratio": s["search_nnz"] / bound if bound > 0 else np.nan,
+               "success_rate": (s["masks_reaching"] / s["masks_at_nnz"]) if s["masks_at_nnz"] else np.nan,
+               "rate": s["best_rate"], "low": s["best_low"], "high": s["best_high"], "rate_runs": s["best_runs"],
+               "inits": s["inits"], "runs": s["runs"], "reached_runs": s["masks_reaching"], "best_acc": s["best_acc"],
+               "status": "ok" if not pd.isna(s["search_nnz"]) else NEVER, "run_id": s["run_id"], "_o": 0}
+        if min_rate is not None:
+            rb = search_bound(rate_bound, s["widths"])
+            rec.update(rate_nnz=s["rate_nnz"], rate_ratio=s["rate_nnz"] / rb if rb > 0 else np.nan)
+        rows.append(rec)
     for _, f in front.iterrows():
-        rows.append({"method": f["method"], "widths": f["widths"], "nnz": f["min_weight_nnz"],
-                     "effective_nnz": f["min_effective_nnz"], "search_nnz": f["search_nnz"], "ratio": f["ratio"],
-                     "success_rate": f["success_rate"], "runs": f["runs"], "reached_runs": f["reached_runs"],
-                     "best_acc": f["best_acc"], "status": "ok" if f["reached_runs"] else NEVER,
-                     "run_id": f["run_id"], "_o": 1})
+        rec = {"method": f["method"], "widths": f["widths"], "nnz": f["min_weight_nnz"],
+               "effective_nnz": f["min_effective_nnz"], "search_nnz": f["search_nnz"], "ratio": f["ratio"],
+               "success_rate": f["success_rate"], "rate": f["best_rate"], "low": f["best_low"],
+               "high": f["best_high"], "rate_runs": f["best_runs"], "inits": f["inits"], "runs": f["runs"],
+               "reached_runs": f["reached_runs"], "best_acc": f["best_acc"],
+               "status": "ok" if f["reached_runs"] else NEVER, "run_id": f["run_id"], "_o": 1}
+        if min_rate is not None:
+            rec.update(rate_nnz=f["rate_level"], rate_ratio=f["rate_ratio"])
+        rows.append(rec)
     present = set(front["method"]) if len(front) else set()
     if len(front):  # an expected base name (``random``) is present through its variants (``random-erk``)
         present |= {m.split("-")[0] for m in front["method"]}
     for m in methods or ():
         if m not in present and m != SEARCH_LABEL:
             rows.append({"method": m, "widths": (), "nnz": np.nan, "effective_nnz": np.nan, "search_nnz": np.nan,
-                         "ratio": np.nan, "success_rate": np.nan, "runs": 0, "reached_runs": 0,
-                         "best_acc": np.nan, "status": NO_RUNS, "run_id": None, "_o": 2})
+                         "ratio": np.nan, "success_rate": np.nan, "rate": np.nan, "low": np.nan, "high": np.nan,
+                         "rate_runs": 0, "inits": np.nan, "runs": 0, "reached_runs": 0, "best_acc": np.nan,
+                         "status": NO_RUNS, "run_id": None, "rate_nnz": np.nan, "rate_ratio": np.nan, "_o": 2})
     if not rows:
         return pd.DataFrame(columns=cols)
     table = pd.DataFrame(rows)

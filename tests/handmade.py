@@ -47,12 +47,14 @@ def weights_for(masks, seed=0):
     return out
 
 
-def row(kind, method, widths, masks, acc, *, seed=0, lr=0.1, target_nnz=None, diverged=False, weights=None,
-        keep_weights=True):
-    config = dict(kind=kind, method=method, widths=list(widths), init_width=16, lr=lr, schedule="cosine",
+def row(kind, method, widths, masks, acc, *, seed=0, lr=0.1, schedule="cosine", target_nnz=None, diverged=False,
+        weights=None, keep_weights=True, init=None, init_seed=None, params=None):
+    config = dict(kind=kind, method=method, widths=list(widths), init_width=16, lr=lr, schedule=schedule,
                   epochs=50, batch_size=128, momentum=0.9, weight_decay=5e-4, seed=seed,
-                  target_nnz=target_nnz, params={}, dataset_id="handmade",
+                  target_nnz=target_nnz, params=params or {}, dataset_id="handmade",
                   search={"mask": pack_masks(masks)[0].hex()})  # the mask is part of a run's identity
+    if init is not None:
+        config.update(init=init, init_seed=init_seed)
     counts = mask_counts(masks)
     metrics = dict(train_acc=acc, heldout_acc=acc, final_loss=float("nan") if diverged else 0.1,
                    diverged=diverged, **counts)
@@ -108,3 +110,56 @@ def write_store(path, rows) -> ResultStore:
     store = ResultStore(path)
     store.write(rows)
     return store
+
+
+# -- success over inits: K inits per grid point, known counts ---------------------------------
+def grid_runs(kind, method, widths, masks, lr, schedule, runs, successes, *, target_nnz=None, diverged=0,
+              best_acc=0.97, params=None):
+    """``runs`` runs (seeds 0..runs-1, each its own random init) of one grid point, the first
+    ``successes`` reaching TARGET (the first at ``best_acc``, the others at 0.96), then
+    ``diverged`` diverged runs with a stale 0.99 (never a success), the rest at 0.90."""
+    out = []
+    for k in range(runs):
+        ok, div = k < successes, successes <= k < successes + diverged
+        acc = (best_acc if k == 0 else 0.96) if ok else (0.99 if div else 0.90)
+        out.append(row(kind, method, widths, masks, acc, seed=k, lr=lr, schedule=schedule, target_nnz=target_nnz,
+                       diverged=div, keep_weights=False, init="random", init_seed=1000 * k + 7, params=params))
+    return out
+
+
+# the search at (3, 3, 3), 10 inits per grid point unless said:
+#   20 nnz: P 3/10 at (0.05, cosine) and 1/10 at (0.1, cosine) -> pooled 4/20, best 3/10;
+#           Q 5/10 at (0.05, cosine) and 0/10 (two diverged) at (0.1, cosine) -> pooled 5/20, best 5/10
+#   18 nnz: R 2/10 at (0.05, cosine) and 2/10 at (0.1, step), the latter with the better accuracy;
+#           S 0/5 at (0.05, cosine) and 0/10 at (0.1, cosine) (K = 5)
+#   24 nnz: T 9/10 at (0.05, cosine)
+MASK_P, MASK_Q = random_mask(W3, 20, 201), random_mask(W3, 20, 202)
+MASK_R, MASK_S = random_mask(W3, 18, 203), random_mask(W3, 18, 204)
+MASK_T = random_mask(W3, 24, 205)
+
+
+def success_search_rows():
+    g = lambda m, lr, sch, n, k, **kw: grid_runs("search_masks", "mask", W3, m, lr, sch, n, k, **kw)  # noqa: E731
+    return (g(MASK_P, 0.05, "cosine", 10, 3) + g(MASK_P, 0.1, "cosine", 10, 1)
+            + g(MASK_Q, 0.05, "cosine", 10, 5) + g(MASK_Q, 0.1, "cosine", 10, 0, diverged=2)
+            + g(MASK_R, 0.05, "cosine", 10, 2, best_acc=0.961) + g(MASK_R, 0.1, "step", 10, 2, best_acc=0.98)
+            + g(MASK_S, 0.05, "cosine", 5, 0) + g(MASK_S, 0.1, "cosine", 10, 0)
+            + g(MASK_T, 0.05, "cosine", 10, 9))
+
+
+# the pruners on (3, 3, 3): gmp at budget 22: 3/10 at lr 0.05, 1/10 at lr 0.1 (cosine) -> pooled 4/20,
+# best 3/10; at budget 19: 0/10 at both; snip at budget 22: 10/10 at lr 0.1 only
+def success_prune_rows():
+    g = lambda m, lr, n, k, F: grid_runs("prune", m, W3, random_mask(W3, F, 300 + F), lr, "cosine", n, k,  # noqa: E731
+                                         target_nnz=F, params={"method": m})
+    return (g("gmp", 0.05, 10, 3, 22) + g("gmp", 0.1, 10, 1, 22) + g("gmp", 0.05, 10, 0, 19)
+            + g("gmp", 0.1, 10, 0, 19) + g("snip", 0.1, 10, 10, 22))
+
+
+def success_dense_rows():
+    """Phase 1: (3,3,3) 3/10 at lr 0.05 and 1/10 at lr 0.1; (2,2,2) 0 of 2 x 4."""
+    small = (2, 2, 2, 2, 1)
+    return (grid_runs("search_widths", "dense", W3, full_mask(W3), 0.05, "cosine", 10, 3)
+            + grid_runs("search_widths", "dense", W3, full_mask(W3), 0.1, "cosine", 10, 1)
+            + grid_runs("search_widths", "dense", small, full_mask(small), 0.05, "cosine", 4, 0)
+            + grid_runs("search_widths", "dense", small, full_mask(small), 0.1, "cosine", 4, 0))

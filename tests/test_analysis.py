@@ -8,7 +8,9 @@ import pytest
 from cubist import analysis as A
 from cubist.masks import mask_counts
 
-from handmade import MASK_A, TARGET, W3, W16, full_mask, prune_rows, random_mask, row, search_rows, write_store
+from handmade import (MASK_A, MASK_P, MASK_Q, MASK_R, MASK_S, MASK_T, TARGET, W3, W16, full_mask, prune_rows,
+                      random_mask, row, search_rows, success_dense_rows, success_prune_rows, success_search_rows,
+                      write_store)
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +337,153 @@ def test_method_labels_split_variants():
     out = _normalise(df)
     assert list(out["method"]) == ["random-er", "random-pyramidal", "gmp"]
     assert list(out["method_base"]) == ["random", "random", "gmp"]
+
+
+# -- success over inits ----------------------------------------------------------------------
+Z95 = 1.959963984540054
+
+
+def wilson(k, n, z=Z95):
+    """The Wilson score interval written out from its formula (independent of cubist.stats)."""
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def test_wilson_interval_closed_forms():
+    from cubist.stats import wilson_interval
+    n = 10
+    low, high = wilson_interval(0, n)
+    assert low == pytest.approx(0, abs=1e-12) and high == pytest.approx(Z95 ** 2 / (n + Z95 ** 2), rel=1e-12)
+    low, high = wilson_interval(n, n)
+    assert low == pytest.approx(n / (n + Z95 ** 2), rel=1e-12) and high == pytest.approx(1, abs=1e-12)
+    assert wilson_interval(3, 10) == pytest.approx(wilson(3, 10), rel=1e-12)
+    assert wilson_interval(3, 10) == pytest.approx((0.107791, 0.603222), abs=1e-6)   # the textbook 3 of 10
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.fixture(scope="module")
+def succ():
+    return pd.DataFrame(success_search_rows() + success_prune_rows() + success_dense_rows())
+
+
+def _hex(masks):
+    return A.pack_masks(masks)[0].hex()
+
+
+def test_reached_is_the_core_definition():
+    from cubist.stats import reached_target
+    d = pd.DataFrame({"train_acc": [0.95, 0.9499, 0.99, None], "diverged": [False, False, True, False]})
+    assert list(A.reached(d, TARGET)) == [True, False, False, False]
+    assert list(A.reached(d, TARGET)) == list(reached_target(d["train_acc"].astype(float), d["diverged"], TARGET))
+
+
+def test_mask_success_pooled_and_best_grid_point(succ):
+    m = A.mask_success(succ, TARGET).set_index("mask")
+    assert list(m.index) == sorted([_hex(MASK_R), _hex(MASK_S)]) + sorted([_hex(MASK_P), _hex(MASK_Q)]) + [_hex(MASK_T)]
+    p = m.loc[_hex(MASK_P)]
+    assert (p["weight_nnz"], p["runs"], p["inits"], p["successes"]) == (20, 20, 10, 4)
+    assert p["rate"] == 0.2 and (p["low"], p["high"]) == pytest.approx(wilson(4, 20), rel=1e-9)
+    assert (p["best_lr"], p["best_schedule"], p["best_runs"], p["best_successes"]) == (0.05, "cosine", 10, 3)
+    assert p["best_rate"] == 0.3 and (p["best_low"], p["best_high"]) == pytest.approx((0.107791, 0.603222), abs=1e-6)
+    q = m.loc[_hex(MASK_Q)]                       # two diverged runs at a stale 0.99: failures, not best_acc
+    assert (q["successes"], q["best_successes"], q["best_rate"], q["best_acc"]) == (5, 5, 0.5, 0.97)
+    r = m.loc[_hex(MASK_R)]                       # 2/10 at both points: the better accuracy decides
+    assert (r["best_lr"], r["best_schedule"], r["best_rate"], r["best_acc"]) == (0.1, "step", 0.2, 0.98)
+    assert r["run_id"] == A._normalise(succ).query("train_acc == 0.98")["run_id"].item()
+    s = m.loc[_hex(MASK_S)]                       # 5 runs at one grid point, 10 at the other
+    assert (s["runs"], s["inits"], s["successes"], s["best_runs"]) == (15, 5, 0, 5)
+    assert s["best_high"] == pytest.approx(Z95 ** 2 / (5 + Z95 ** 2))
+    assert m.loc[_hex(MASK_T), "best_successes"] == 9
+
+
+def test_level_success(succ):
+    lv = A.level_success(succ, TARGET).set_index("weight_nnz")
+    assert list(lv.index) == [18, 20, 24]
+    assert list(lv["masks"]) == [2, 2, 1] and list(lv["masks_reaching"]) == [1, 2, 1]
+    assert list(lv["runs"]) == [35, 40, 10] and list(lv["inits"]) == [5, 10, 10]
+    l20 = lv.loc[20]                              # Q (5/10) beats P (3/10)
+    assert l20["mask"] == _hex(MASK_Q) and (l20["best_rate"], l20["best_runs"]) == (0.5, 10)
+    assert (l20["best_low"], l20["best_high"]) == pytest.approx(wilson(5, 10))
+    assert lv.loc[18, "mask"] == _hex(MASK_R) and lv.loc[18, "best_rate"] == 0.2
+    assert lv.loc[18, "run_id"] == A.mask_success(succ, TARGET).set_index("mask").loc[_hex(MASK_R), "run_id"]
+
+
+def test_sparsest_search_rates(succ):
+    s = A.sparsest_search(succ, TARGET).iloc[0]
+    assert (s["search_nnz"], s["masks_reaching"], s["masks_at_nnz"], s["masks_tried"], s["runs"]) == (18, 1, 2, 5, 85)
+    assert (s["inits"], s["level_runs"], s["best_runs"], s["best_rate"]) == (5, 35, 10, 0.2)
+    assert (s["best_low"], s["best_high"]) == pytest.approx(wilson(2, 10))
+    assert "rate_nnz" not in s.index
+    # the sparsest level's best rate (0.2) is below q = 0.5: the denser level 20 (Q, 5/10) is reported
+    q = A.sparsest_search(succ, TARGET, min_rate=0.5).iloc[0]
+    assert q["search_nnz"] == 18 and q["rate_nnz"] == 20 and q["rate_masks"] == 1
+    assert (q["rate"], q["rate_runs"]) == (0.5, 10) and (q["rate_low"], q["rate_high"]) == pytest.approx(wilson(5, 10))
+    assert A.sparsest_search(succ, TARGET, min_rate=0.3).iloc[0]["rate_masks"] == 2     # P 3/10 and Q 5/10
+    t = A.sparsest_search(succ, TARGET, min_rate=0.6).iloc[0]
+    assert t["rate_nnz"] == 24 and t["rate"] == 0.9
+    none = A.sparsest_search(succ, TARGET, min_rate=0.95).iloc[0]
+    assert math.isnan(none["rate_nnz"]) and none["rate_masks"] == 0 and pd.isna(none["rate_run_id"])
+    with pytest.raises(ValueError, match="min_rate"):
+        A.sparsest_search(succ, TARGET, min_rate=0)
+
+
+def test_sparsest_search_never_reached_keeps_its_inits(succ):
+    s = A.sparsest_search(succ, 0.999, min_rate=0.5).iloc[0]
+    assert math.isnan(s["search_nnz"]) and s["inits"] == 5 and s["level_runs"] == 0 and math.isnan(s["best_rate"])
+
+
+def test_smallest_dense_rates(succ):
+    d = A.smallest_dense(succ, TARGET).set_index("widths")
+    w = d.loc[[W3]].iloc[0]
+    assert (w["runs"], w["reached_runs"], w["inits"], w["rate"], w["minimal"]) == (20, 4, 10, 0.2, True)
+    assert (w["low"], w["high"]) == pytest.approx(wilson(4, 20))
+    assert (w["best_lr"], w["best_successes"], w["best_runs"], w["best_rate"]) == (0.05, 3, 10, 0.3)
+    assert (w["best_low"], w["best_high"]) == pytest.approx(wilson(3, 10))
+    small = d.loc[[(2, 2, 2, 2, 1)]].iloc[0]
+    assert (small["runs"], small["inits"], small["reached_runs"], small["minimal"]) == (8, 4, 0, False)
+    assert math.isnan(small["best_acc"]) and small["high"] == pytest.approx(Z95 ** 2 / (8 + Z95 ** 2))
+    per_arch = A.mask_success(succ, TARGET, kind=A.DENSE_KIND)
+    assert list(per_arch["mask"]) == ["dense", "dense"] and list(per_arch["successes"]) == [0, 4]
+
+
+def test_success_rates_intervals(succ, df):
+    r = A.success_rates(succ, TARGET).set_index(["widths", "method", "level"])
+    g = r.loc[(W3, "gmp", 22.0)]
+    assert (g["runs"], g["reached_runs"], g["success_rate"], g["inits"]) == (20, 4, 0.2, 10)
+    assert (g["low"], g["high"]) == pytest.approx(wilson(4, 20))
+    assert (g["best_lr"], g["best_schedule"], g["best_runs"], g["best_successes"], g["best_rate"]) == (
+        0.05, "cosine", 10, 3, 0.3)
+    assert (g["best_low"], g["best_high"]) == pytest.approx(wilson(3, 10))
+    z = r.loc[(W3, "gmp", 19.0)]
+    assert z["reached_runs"] == 0 and z["low"] == pytest.approx(0, abs=1e-12)
+    assert z["high"] == pytest.approx(Z95 ** 2 / (20 + Z95 ** 2))
+    assert r.loc[(W3, "snip", 22.0), "low"] == pytest.approx(10 / (10 + Z95 ** 2))
+    old = A.success_rates(df, TARGET).set_index(["widths", "method", "level"]).loc[(W3, "imp", 24.0)]
+    assert (old["inits"], old["best_runs"]) == (2, 2) and (old["low"], old["high"]) == pytest.approx(wilson(1, 2))
+
+
+def test_method_frontier_rates(succ):
+    f = A.method_frontier(succ, TARGET, min_rate=0.25).set_index("method")
+    g = f.loc["gmp"]
+    assert (g["min_level"], g["success_rate"], g["level_runs"], g["inits"]) == (22, 0.2, 20, 10)
+    assert (g["low"], g["high"]) == pytest.approx(wilson(4, 20))
+    assert (g["best_rate"], g["best_runs"]) == (0.3, 10) and g["ratio"] == pytest.approx(22 / 18)
+    # rate >= 0.25: gmp at 22 (3/10); the search at 20 (Q 5/10; R at 18 has 2/10)
+    assert (g["rate_level"], g["rate"], g["rate_runs"], g["rate_search_nnz"]) == (22, 0.3, 10, 20)
+    assert g["rate_ratio"] == pytest.approx(1.1)
+    assert math.isnan(A.method_frontier(succ, TARGET, min_rate=0.5).set_index("method").loc["gmp", "rate_level"])
+    assert "rate_level" not in A.method_frontier(succ, TARGET).columns
+
+
+def test_headline_rates(succ):
+    h = A.headline(succ, TARGET, methods=["gmp", "dwf"], min_rate=0.5).set_index("method")
+    s = h.loc["search"]
+    assert (s["nnz"], s["rate"], s["rate_runs"], s["inits"], s["rate_nnz"], s["rate_ratio"]) == (18, 0.2, 10, 5, 20, 1)
+    assert (s["low"], s["high"]) == pytest.approx(wilson(2, 10))
+    g = h.loc["gmp"]
+    assert (g["nnz"], g["rate"], g["rate_runs"], g["inits"]) == (22, 0.3, 10, 10)
+    assert math.isnan(g["rate_nnz"]) and math.isnan(g["rate_ratio"])
+    sn = h.loc["snip"]
+    assert (sn["rate"], sn["rate_nnz"], sn["rate_ratio"]) == (1.0, 22, pytest.approx(1.1))
+    assert h.loc["dwf", "status"] == A.NO_RUNS and math.isnan(h.loc["dwf", "rate"])
