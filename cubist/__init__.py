@@ -11,9 +11,10 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "spiral": ("Dataset", "SpiralRecipe", "dataset_id", "make_heldout", "make_spiral"),
+    "spiral": ("Dataset", "SpiralRecipe", "dataset_id", "make_heldout", "make_spiral", "spiral_id"),
+    "stats": ("reached_target", "wilson_interval"),
     "masks": ("bias_masks", "dead_units", "effective_masks", "mask_counts"),
-    "model": ("MaskedMLP", "init_params"),
+    "model": ("MaskedMLP", "init_params", "run_init_seed"),
     "train": ("TrainConfig", "TrainResult", "epoch_permutation", "evaluate", "lr_at", "train_reference"),
     "store": ("ResultStore", "StoreWriter", "make_row", "row_masks", "row_weights", "run_id"),
     "analysis": ("load_results",),

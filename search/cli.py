@@ -25,6 +25,8 @@ def _add_grid(p):
     p.add_argument("--lrs", type=csv(float, minimum=1e-12), default=[0.05, 0.1], help="learning rates (default 0.05,0.1)")
     p.add_argument("--schedules", type=csv(str, choices=SCHEDULES), default=list(SCHEDULES),
                    help="schedules (default cosine,step,constant)")
+    p.add_argument("--no-early-exit", dest="early_exit", action="store_false",
+                   help="train runs that provably output a constant to the end (default: stop them; exact)")
     add_common(p)
 
 
@@ -50,6 +52,14 @@ def add_parser(sub):
     stop.add_argument("--exhaustive", action="store_true", help="train every nnz level")
     stop.add_argument("--max-nnz", type=positive_int, help="train every level up to this total weight nnz")
     m.add_argument("--chunk-size", type=positive_int, default=512, help="models per engine call (default 512)")
+    m.add_argument("--adaptive-inits", type=csv(int, minimum=1), metavar="K0,K1,...",
+                   help="adaptive seeds: inits per mask and grid point after each round, e.g. 1,3,10 "
+                        "(the last is --seeds; default: every mask gets --seeds inits)")
+    m.add_argument("--keep", type=float, default=0.25,
+                   help="adaptive seeds: share of a round's masks trained in the next (default 0.25)")
+    m.add_argument("--min-rate", type=_target, metavar="Q",
+                   help="also find the sparsest nnz with a mask reaching the target in a share >= Q of its inits "
+                        "(at its best grid point); the search goes on until it is found")
     _add_grid(m)
     m.set_defaults(func=_run_masks)
 
@@ -84,8 +94,24 @@ def add_parser(sub):
 
 def _grid(args):
     from .phases import grid_from
+    seeds = args.seeds
+    adaptive = getattr(args, "adaptive_inits", None)
+    if adaptive:
+        if seeds not in (1, adaptive[-1]):
+            raise CubistError(f"--seeds {seeds} disagrees with --adaptive-inits, which ends at {adaptive[-1]}")
+        seeds = adaptive[-1]
     try:
-        return grid_from(args.lrs, args.schedules, args.seeds, args.epochs)
+        return grid_from(args.lrs, args.schedules, seeds, args.epochs, early_exit=getattr(args, "early_exit", True))
+    except ValueError as e:
+        raise CubistError(str(e))
+
+
+def _adaptive(args):
+    from .phases import Adaptive
+    if not args.adaptive_inits:
+        return None
+    try:
+        return Adaptive(tuple(args.adaptive_inits), args.keep)
     except ValueError as e:
         raise CubistError(str(e))
 
@@ -103,7 +129,10 @@ def _run_widths(args):
     res = search_widths(args.target, _grid(args), store=ResultStore(args.out), max_width=args.max_width,
                         min_width=args.min_width, depth=args.depth, jobs=_jobs(args), quiet=args.quiet)
     print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
-    print(f"pareto-minimal architectures reaching {args.target:.4g}: {res.pareto}")
+    print(f"pareto-minimal architectures reaching {args.target:.4g} in some run "
+          f"({res.inits} inits per grid point): {res.pareto}")
+    for h in res.pareto:
+        print(f"  {','.join(map(str, h))}: {res.rates[h].describe()}")
     return 0
 
 
@@ -113,21 +142,20 @@ def _run_masks(args):
     from .phases import FixedInit, search_masks
     init = FixedInit.load(args.init_checkpoint) if args.init_checkpoint else None
     symmetry = args.symmetry or ("labelled" if init is not None else "orbits")
-    res = search_masks(args.widths, args.target, _grid(args), store=ResultStore(args.out), symmetry=symmetry,
+    grid, adaptive = _grid(args), _adaptive(args)
+    res = search_masks(args.widths, args.target, grid, store=ResultStore(args.out), symmetry=symmetry,
                        init=init, exhaustive=args.exhaustive, max_nnz=args.max_nnz, chunk_size=args.chunk_size,
-                       jobs=_jobs(args), quiet=args.quiet)
+                       jobs=_jobs(args), quiet=args.quiet, adaptive=adaptive, min_rate=args.min_rate)
     print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
+    print(res.summary())
     if res.sparsest_nnz is None:
-        print(f"no mask of widths {args.widths} reached {args.target:.4g}")
         return 0
-    print(f"sparsest weight nnz reaching {args.target:.4g}: {res.sparsest_nnz} "
-          f"({res.masks_at_sparsest} masks at that level reach it)")
-    from .phases import masks_reaching
+    from .phases import mask_rates
     at_sparsest = [r for r in res.rows if r["weight_nnz"] == res.sparsest_nnz]
-    best = sorted(masks_reaching(at_sparsest, args.target).values(), key=lambda r: -r["train_acc"])
-    for r in best[:10]:
-        print(f"  mask {r['mask']}  acc {r['train_acc']:.4f}  lr {r['lr']:g} {r['schedule']} seed {r['seed']}  "
-              f"run {r['run_id']}")
+    rates = sorted((r for r in mask_rates(at_sparsest, args.target).values() if r.successes),
+                   key=lambda r: (-r.rate, -r.best_acc))
+    for r in rates[:10]:
+        print(f"  mask {r.key}  best acc {r.best_acc:.4f}  {r.describe()}")
     return 0
 
 

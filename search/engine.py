@@ -347,9 +347,69 @@ def _finite(w, k0, k1, b, b0, b1):
     return True
 
 
+
+@njit(**_INLINE)
+def _in_cone(p, v, kappa):
+    """(p, v) lies in the cone {p <= 0, v >= kappa p} that gradient-free SGD steps never leave."""
+    return p <= _F0 and v >= kappa * p and (p < np.float32(-1e-30) or (p == _F0 and v >= _F0))
+
+
+@njit(**_JIT)
+def _never_changes(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, kappa, hull, eps, dead):
+    """Whether model m provably outputs a constant for the rest of training (see :func:`train_masks`).
+
+    Bottom-up over the hidden layers, ``dead[u]`` marks units that output 0 on every training
+    point at every later step: a first-layer unit whose pre-activation and momentum-buffer
+    pre-activation lie in the cone (with margin ``eps``) at every vertex of the data's convex hull
+    ``hull (H, n_in)``; a deeper unit whose bias and every weight from a unit not marked dead lie
+    in the cone (its inputs are ReLU outputs >= 0). True when a whole hidden layer is dead.
+    """
+    mu = np.uint64(m)
+    ro = mu * (U + _U1)
+    bo = mu * U
+    n_layers = len(uoff) - 1
+    for u in range(uoff[0], uoff[1]):
+        dead[u] = False
+    for layer in range(1, n_layers - 1):
+        whole = True
+        for u in range(uoff[layer], uoff[layer + 1]):
+            uu = np.uint64(u)
+            k0 = rpf[ro + uu]
+            k1 = rpf[ro + uu + _U1]
+            bias = bf[bo + uu]
+            bv = bbf[bo + uu]
+            ok = True
+            if layer == 1:
+                for h in range(hull.shape[0]):
+                    z = bias
+                    zv = bv
+                    s = abs(bias)
+                    sv = abs(bv)
+                    for k in range(k0, k1):
+                        x = hull[h, coff[k] // B]
+                        z += w[k] * x
+                        zv += wbuf[k] * x
+                        s += abs(w[k] * x)
+                        sv += abs(wbuf[k] * x)
+                    if not (z <= -eps * s and zv >= kappa * z + eps * sv and (s > _F0 or sv == _F0)):
+                        ok = False
+                        break
+            else:
+                ok = _in_cone(bias, bv, kappa)
+                k = k0
+                while ok and k < k1:
+                    if not dead[coff[k] // B]:
+                        ok = _in_cone(w[k], wbuf[k], kappa)
+                    k += _U1
+            dead[u] = ok
+            whole = whole and ok
+        if whole:
+            return True
+    return False
+
 @njit(**_JIT)
 def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf,
-                 bf, bbf, bmf, momentum, weight_decay, active, epochs_run):
+                 bf, bbf, bmf, momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps):
     """Every epoch of ``lr (epochs, R)`` for the models of one group, one batch at a time for all of them.
 
     Batches of epoch e, step s of data slot ``slot``: inputs at ``Xf[((e*n_slots + slot)*steps + s)*n_in*B:]``
@@ -359,6 +419,7 @@ def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf,
     """
     A = np.empty(U * B, np.float32)
     D = np.empty(U * B, np.float32)
+    dead = np.zeros(U, np.bool_)
     for e in range(lr.shape[0]):
         for m in models:
             if active[m]:
@@ -382,11 +443,15 @@ def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf,
             ro = mu * (U + _U1)
             if active[m] and not _finite(w, rpf[ro], rpf[ro + U], bf, mu * U, (mu + _U1) * U):
                 active[m] = 0
+            elif active[m] and kappa[m] > _F0 and _never_changes(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf,
+                                                                 kappa[m], hull, eps, dead):
+                active[m] = 0
+                exit_epoch[m] = epochs_run[m]
 
 
 @njit(parallel=True, **_JIT)
 def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, colptr, coff, roff, widx, w, wbuf,
-                  b, bbuf, bmask, momentum, weight_decay, active, epochs_run):
+                  b, bbuf, bmask, momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps):
     """Several epochs of every active model, a group of models per task (see :func:`_train_group`).
 
     ``Xe (epochs, slots, steps, n_in, B)``, ``Ye (epochs, slots, steps, B)``: each epoch's batches per seed
@@ -408,7 +473,7 @@ def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, col
     for g in prange(len(group_slot)):
         _train_group(Xf, Yf, lr, group_models[group_start[g]:group_start[g + 1]], np.uint64(group_slot[g]),
                      n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf, bf, bbf, bmf,
-                     momentum, weight_decay, active, epochs_run)
+                     momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps)
 
 
 @njit(parallel=True, cache=True)
@@ -564,6 +629,7 @@ class EngineResult:
     heldout_acc: np.ndarray | None
     weights: list              # [(W (R, out, in), b (R, out))] float32, masked entries 0
     wall_time_s: float
+    exit_epoch: np.ndarray | None = None  # int64: epoch of an exact early exit, 0 for none
 
     def __len__(self) -> int:
         return len(self.train_acc)
@@ -609,6 +675,47 @@ def _initial_params(widths, R, seeds, init, init_width):
     return out
 
 
+_EXIT_EPS = np.float32(2.0 ** -10)  # margin of the first-layer cone, relative to the terms' magnitudes
+_EXIT_SLACK = 0.9                   # kappa at this fraction of its valid interval (relative slack)
+
+
+def cone_kappa(lr_max: float, momentum: float, weight_decay: float) -> float:
+    """The cone slope kappa of the early exit (see :func:`train_masks`), or 0 when none exists."""
+    a, b, c = momentum * lr_max, 1 - momentum - weight_decay * lr_max, weight_decay
+    if b <= 0:
+        return 0.0
+    if a == 0:
+        return 2 * c / b + 1.0 if c > 0 else 1.0
+    disc = b * b - 4 * a * c
+    if disc <= 0:
+        return 0.0
+    lo, hi = (b - math.sqrt(disc)) / (2 * a), (b + math.sqrt(disc)) / (2 * a)
+    kappa = lo + _EXIT_SLACK * (hi - lo)
+    return kappa if lr_max * (momentum * kappa + weight_decay) < 1 else 0.0
+
+
+def _data_hull(X):
+    """Vertices of the convex hull of the points (all points when there is no 2-D/3-D hull)."""
+    if X.shape[1] in (2, 3) and len(X) > X.shape[1] + 1:
+        from scipy.spatial import ConvexHull, QhullError
+        try:
+            return np.ascontiguousarray(X[ConvexHull(X.astype(np.float64)).vertices], np.float32)
+        except QhullError:
+            pass
+    return np.ascontiguousarray(np.unique(X, axis=0), np.float32)
+
+
+def _exit_cone(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, R, early_exit):
+    """Per-model kappa (0: no early exit) and the data's hull vertices for the kernels."""
+    if not early_exit:
+        return np.zeros(R, np.float32), np.zeros((1, X.shape[1]), np.float32)
+    for labels, name in ((y, "training"), (y_heldout, "held-out")):
+        if labels is not None and np.count_nonzero(labels > 0.5) * 2 != len(labels):
+            raise ValueError(f"early exit is exact only on class-balanced data; the {name} set is not")
+    kappa = np.array([cone_kappa(lr, momentum, weight_decay) for lr in lrs], np.float32)
+    return kappa, _data_hull(X)
+
+
 def _groups(seed_slot: np.ndarray, models: np.ndarray, cost: np.ndarray, group_size: int):
     """Cut models (sharing a data slot within a group) into groups, costliest first."""
     groups = []
@@ -627,7 +734,7 @@ def _groups(seed_slot: np.ndarray, models: np.ndarray, cost: np.ndarray, group_s
 def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50, batch_size: int = 128,
                 momentum: float = 0.9, weight_decay: float = 5e-4, init=None, init_width: int | None = 16,
                 X_heldout=None, y_heldout=None, threads: int | None = None, progress=None,
-                group_size: int = 16) -> EngineResult:
+                group_size: int = 16, init_seeds=None, early_exit: bool = False) -> EngineResult:
     """Train R masked MLPs ``widths[0] -> ... -> 1`` by the paper's protocol (see the module docstring).
 
     ``masks``: per layer a bool array ``(R, out, in)`` (or ``(out, in)``, shared by all models).
@@ -637,6 +744,33 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
     ``progress``: None, True (a tqdm bar) or ``callable(epochs_done, epochs_total)``, called every
     (up to 10) epochs of each block of seeds (``epochs_total`` = epochs x blocks).
     ``group_size``: most models a thread trains in lockstep on one batch.
+    ``init_seeds``: per model, the seed its init is drawn from (default: ``seeds``, which always
+    give the data order); the search gives every run its own (:func:`cubist.model.run_init_seed`).
+
+    ``early_exit``: stop a model as soon as it provably outputs one constant for the rest of
+    training, and record the accuracy that full training ends with (``exit_epoch`` > 0). Exact, by
+    this argument. While a hidden unit outputs 0 on every point of a batch, its delta is 0, so its
+    incoming weights and bias get gradient exactly 0 and move by weight decay and momentum alone:
+    ``v' = mu v + wd p; p' = p - lr v'``, the same linear map for every such parameter. For
+    ``lr <= lr_max`` (the schedule never exceeds the base rate) the cone
+    ``{p <= 0, v >= kappa p}`` is invariant under this map whenever
+    ``mu lr_max kappa^2 - (1 - mu - wd lr_max) kappa + wd <= 0`` (expand ``v'`` and ``p'``; the
+    left side grows with lr); ``kappa`` is taken strictly inside that interval, so the relative
+    slack absorbs float32 rounding (every operation rounds monotonically with relative error
+    2^-24). A deeper unit (inputs: ReLU outputs >= 0) whose bias and weights from live units lie
+    in the cone has a pre-activation that is a float sum of non-positive terms, hence <= 0, at
+    every later step: it is dead for good. A first-layer unit sees the data, of either sign; its
+    pre-activation ``z(x)`` and the same affine function ``zv(x)`` of the momentum buffers move by
+    the same linear map, so the per-point cone ``{z <= 0, zv >= kappa z}`` is invariant too, and
+    as both are affine in ``x`` it holds on the data when it holds, with margin ``eps``, on the
+    vertices of the data's convex hull. Once a whole hidden layer is dead, every later layer sees
+    constant input: the logit is one finite number for every point, so the accuracy is the share
+    of the class it predicts, on class-balanced data (required: n0 == n1, also for the held-out
+    set) exactly 0.5 whatever the upper layers still learn. A model that exits keeps the weights
+    and the loss of its exit epoch (``epochs_run`` = exit epoch); accuracy and ``diverged`` are those
+    of full training. (The upper layers of such a model train a scalar with bounded gradients; that
+    they would not diverge within the run is the one fact the argument takes from measurement:
+    tests compare thousands of runs with early exit on and off.)
     """
     t0 = time.perf_counter()
     widths = check_widths(widths)
@@ -679,12 +813,16 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
     if (X_heldout is None) != (y_heldout is None):
         raise ValueError("give both X_heldout and y_heldout, or neither")
 
-    params = _initial_params(widths, R, seeds, init, init_width)
+    init_seeds = seeds if init_seeds is None else _per_model(init_seeds, R, "init_seeds", int)
+    params = _initial_params(widths, R, init_seeds, init, init_width)
     packed = _pack(widths, masks, params, batch_size)
     wbuf = np.zeros_like(packed.w)
     bbuf = np.zeros_like(packed.b)
     active = np.ones(R, np.uint8)
     epochs_run = np.zeros(R, np.int64)
+    exit_epoch = np.zeros(R, np.int64)
+    kappa, hull = _exit_cone(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, R, early_exit)
+    uoff = np.cumsum((0,) + widths).astype(np.int64)
     nnz = np.diff(packed.rowptr[:, [0, -1]], axis=1).ravel().astype(np.float64)
     cost = nnz + sum(widths)  # per-step work of a model, roughly
 
@@ -731,7 +869,8 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
                 _gather_batches(X, y, perms, Xe, Ye)
                 _train_epochs(Xe, Ye, lr_table[e0:e0 + len(es)], start, flat, slot, packed.rowptr, packed.colptr,
                               packed.coff, packed.roff, packed.widx, packed.w, wbuf, packed.b, bbuf, packed.bmask,
-                              np.float32(momentum), np.float32(weight_decay), active, epochs_run)
+                              np.float32(momentum), np.float32(weight_decay), active, epochs_run, exit_epoch,
+                              uoff, kappa, hull, _EXIT_EPS)
                 done += len(es)
                 if bar is not None:
                     bar.update(len(es))
@@ -758,6 +897,6 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
         if bar is not None:
             bar.close()
     final_loss = loss / n
-    diverged = (active == 0) | ~np.isfinite(final_loss)
+    diverged = ((active == 0) & (exit_epoch == 0)) | ~np.isfinite(final_loss)
     return EngineResult(correct / n, final_loss, diverged, epochs_run, heldout, _unpack(packed),
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, exit_epoch)

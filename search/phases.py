@@ -11,6 +11,28 @@ Zhang & Papyan, "Sparsest Models Elude Pruning" (ICML 2024), §3 of ALGORITHMS.m
   increasing order and the search stops after the first level in which some mask reaches the
   target; ``exhaustive`` trains every level, ``max_nnz`` every level up to a bound.
 
+Inits. On the default ``init=None`` every run draws its own random init (the paper runs every
+configuration in its own unseeded process): the seed is :func:`cubist.model.run_init_seed` of
+the run's identity, ``(widths, mask key, lr, schedule, k)`` with ``k`` the seed index
+``0..K-1``, recorded in the row's ``init_seed``. Runs therefore never share an init, whatever
+chunk, job or backend trains them, which is what makes one mask per symmetry orbit enough. The
+data order is ``epoch_permutation(k, epoch)``, shared by the runs of one seed index (the engine
+trains them in lockstep on the same batches). A :class:`FixedInit` (``--init-checkpoint``)
+instead gives every run the same init (the paper's fixed-init experiments; labelled masks).
+
+Success over inits. With ``K`` seeds every mask is trained from ``K`` independent inits at every
+grid point; a mask's *rate* is its best grid point's share of runs reaching the target, with a
+Wilson interval (:mod:`cubist.stats`). The result names the sparsest nnz at which some run
+reached the target and, for ``min_rate = q``, the sparsest nnz at which some mask's rate is
+``>= q``.
+
+Adaptive seeds (:class:`Adaptive`, ``--adaptive-inits 1,3,10``): successive halving over the
+masks of one level. Round 0 trains every mask with the first count of inits at every grid point;
+each later round keeps the ``keep`` share (at least one) of the masks of the round before,
+ranked by successes, then best accuracy, then mask key, and trains them up to the next count.
+A run is the same run whichever round trains it (same identity, same init), so the adaptive
+search is the uniform one restricted to fewer runs; rows record their ``round``.
+
 Every training is one result row (``kind`` ``search_widths`` or ``search_masks``) whose
 configuration holds the mask, so a rerun trains only what is missing. Work is cut into
 chunks of models trained together by the numba engine (:func:`search.engine.train_masks`);
@@ -21,13 +43,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cubist.masks import mask_counts, pack_masks
+from cubist.model import RANDOM_INIT, run_init_seed
 from cubist.spiral import Dataset
+from cubist.stats import reached_target, wilson_interval
 from cubist.store import ResultStore, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig
 
@@ -38,11 +63,12 @@ class Grid:
 
     lrs: tuple[float, ...] = field(default=(0.05, 0.1), metadata={"help": "learning rates"})
     schedules: tuple[str, ...] = field(default=SCHEDULES, metadata={"help": "learning-rate schedules"})
-    seeds: int = field(default=1, metadata={"help": "seeds 0..K-1"})
+    seeds: int = field(default=1, metadata={"help": "independent inits per mask and grid point (seed indices 0..K-1)"})
     epochs: int = field(default=50, metadata={"help": "epochs per run"})
     batch_size: int = 128
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    early_exit: bool = field(default=True, metadata={"help": "stop runs that provably output a constant (exact)"})
 
     def __post_init__(self):
         for lr, sch in itertools.product(self.lrs, self.schedules):  # validated by TrainConfig
@@ -54,6 +80,20 @@ class Grid:
     def points(self):
         """(lr, schedule, seed) for every run of one architecture or mask."""
         return list(itertools.product(self.lrs, self.schedules, range(self.seeds)))
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """Adaptive seeds: inits per mask and grid point after each round, and the share kept per round."""
+
+    inits: tuple[int, ...] = field(default=(1, 3, 10), metadata={"help": "inits per mask and grid point, per round"})
+    keep: float = field(default=0.25, metadata={"help": "share of a round's masks that the next round trains"})
+
+    def __post_init__(self):
+        if not self.inits or any(k < 1 for k in self.inits) or list(self.inits) != sorted(set(self.inits)):
+            raise ValueError(f"adaptive inits must be increasing counts >= 1, got {self.inits}")
+        if not 0 < self.keep <= 1:
+            raise ValueError(f"keep must be in (0, 1], got {self.keep}")
 
 
 @dataclass
@@ -111,8 +151,13 @@ class Chunk:
     masks: list            # per layer: (R, out, in) bool
     lrs: np.ndarray        # (R,)
     schedules: list        # R names
-    seeds: np.ndarray      # (R,)
-    configs: list          # R row configurations
+    seeds: np.ndarray      # (R,) seed indices k (data order)
+    configs: list          # R row configurations (with their init seeds)
+    rounds: list = field(default_factory=list)  # R adaptive rounds (0 for a uniform design)
+
+    def __post_init__(self):
+        if not self.rounds:
+            self.rounds = [0] * len(self.configs)
 
 
 def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None, threads: int | None,
@@ -121,10 +166,12 @@ def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None,
     from .engine import train_masks
 
     t0 = time.perf_counter()
+    init_seeds = [c["init_seed"] if c["init_seed"] is not None else 0 for c in chunk.configs]
     res = train_masks(data.X, data.y, chunk.widths, chunk.masks, lrs=chunk.lrs, schedules=chunk.schedules,
                       seeds=chunk.seeds, epochs=grid.epochs, batch_size=grid.batch_size, momentum=grid.momentum,
                       weight_decay=grid.weight_decay, init=None if init is None else init.sliced(chunk.widths),
-                      X_heldout=data.X_heldout, y_heldout=data.y_heldout, threads=threads)
+                      X_heldout=data.X_heldout, y_heldout=data.y_heldout, threads=threads, init_seeds=init_seeds,
+                      early_exit=grid.early_exit and data.balanced)
     per_run = (time.perf_counter() - t0) / len(chunk.configs)
     rows = []
     for r, config in enumerate(chunk.configs):
@@ -134,9 +181,10 @@ def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None,
                        diverged=bool(res.diverged[r]), **mask_counts(masks))
         if res.heldout_acc is not None:
             metrics["heldout_acc"] = float(res.heldout_acc[r])
-        rows.append(make_row(config, masks=masks, weights=weights, metrics=metrics,
-                             extra={"epochs_run": int(res.epochs_run[r])}, engine=engine_name,
-                             wall_time_s=per_run))
+        extra = {"epochs_run": int(res.epochs_run[r]), "early_exit_epoch": int(res.exit_epoch[r]) or None,
+                 "round": chunk.rounds[r]}
+        rows.append(make_row(config, masks=masks, weights=weights, metrics=metrics, extra=extra,
+                             engine=engine_name, wall_time_s=per_run))
     return rows
 
 
@@ -167,34 +215,133 @@ def _progress(total: int, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="run", disable=quiet, smoothing=0.05, dynamic_ncols=True)
 
 
-def _row_config(kind, method, widths, lr, schedule, seed, grid, data, init, params):
-    return dict(kind=kind, method=method, widths=list(widths), init_width=16 if init is None else None,
+INIT_WIDTH = 16  # the search masks the width-16 network and keeps its init scale (ALGORITHMS.md §2)
+
+
+def search_init_seed(widths, key: str, lr: float, schedule: str, k: int) -> int:
+    """The init seed of the search run of mask ``key`` at grid point (lr, schedule), seed index k."""
+    return run_init_seed("spiral-mlp", [int(w) for w in widths], key, float(lr), schedule, int(k))
+
+
+def _row_config(kind, method, widths, lr, schedule, seed, grid, data, init, params, key):
+    random = init is None
+    return dict(kind=kind, method=method, widths=list(widths), init_width=INIT_WIDTH if random else None,
+                init=RANDOM_INIT if random else f"checkpoint:{init.id}",
+                init_seed=search_init_seed(widths, key, lr, schedule, seed) if random else None,
                 lr=float(lr), schedule=schedule, epochs=grid.epochs, batch_size=grid.batch_size,
                 momentum=grid.momentum, weight_decay=grid.weight_decay, seed=int(seed), target_nnz=None,
-                params={**params, "init": "seed" if init is None else init.id}, dataset_id=data.id)
+                params=params, dataset_id=data.id)
 
 
 def _chunked(models, widths, chunk_size):
-    """Group (mask, lr, schedule, seed, config) tuples into chunks, seeds kept together."""
+    """Group (mask, lr, schedule, seed, config[, round]) tuples into chunks, seeds kept together."""
     models = sorted(models, key=lambda m: m[3])  # models sharing a seed share the data order
     for s in range(0, len(models), chunk_size):
         part = models[s:s + chunk_size]
         yield Chunk(widths, [np.stack([m[0][l] for m in part]) for l in range(len(widths) - 1)],
                     np.array([m[1] for m in part], dtype=np.float64), [m[2] for m in part],
-                    np.array([m[3] for m in part], dtype=np.int64), [m[4] for m in part])
+                    np.array([m[3] for m in part], dtype=np.int64), [m[4] for m in part],
+                    [m[5] if len(m) > 5 else 0 for m in part])
 
 
 # -- phase 2 ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaskRate:
+    """Success of one mask (or architecture) over its inits: pooled, and at its best grid point."""
+
+    key: str
+    weight_nnz: int
+    runs: int
+    successes: int
+    best_lr: float
+    best_schedule: str
+    best_runs: int
+    best_successes: int
+    best_acc: float
+
+    @property
+    def rate(self) -> float:
+        """Best grid point's share of runs reaching the target."""
+        return self.best_successes / self.best_runs if self.best_runs else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.best_successes, self.best_runs)
+
+    def describe(self) -> str:
+        lo, hi = self.interval
+        return (f"{self.best_successes}/{self.best_runs} inits at lr {self.best_lr:g} {self.best_schedule} "
+                f"(rate {self.rate:.3g}, 95% CI [{lo:.3g}, {hi:.3g}]; {self.successes}/{self.runs} runs overall)")
+
+
+def mask_rates(records, target: float) -> dict:
+    """mask key -> :class:`MaskRate` over ``records`` (dicts with mask, lr, schedule, train_acc, diverged)."""
+    by_mask: dict = {}
+    for r in records:
+        by_mask.setdefault(r["mask"], []).append(r)
+    out = {}
+    for key, rs in by_mask.items():
+        ok = reached_target([r["train_acc"] for r in rs], [r["diverged"] for r in rs], target)
+        points: dict = {}
+        for r, hit in zip(rs, ok):
+            p = points.setdefault((r["lr"], r["schedule"]), [0, 0, -np.inf])
+            p[0] += 1
+            p[1] += int(hit)
+            if not r["diverged"] and r["train_acc"] == r["train_acc"]:
+                p[2] = max(p[2], r["train_acc"])
+        (lr, sch), (n, k, _) = max(points.items(), key=lambda it: (it[1][1], it[1][1] / it[1][0], it[1][2],
+                                                                   -it[0][0], it[0][1]))
+        best_acc = max(p[2] for p in points.values())
+        out[key] = MaskRate(key, int(rs[0]["weight_nnz"]), len(rs), int(ok.sum()), float(lr), sch, n, k,
+                            float(best_acc))
+    return out
+
+
+@dataclass
+class LevelStats:
+    """One nnz level of phase 2: how many masks and runs, and how well its best mask does."""
+
+    masks: int                 # masks at the level
+    runs: int                  # runs trained at the level (this call and stored)
+    masks_reaching: int        # masks with at least one run reaching the target
+    best: MaskRate | None      # the level's best mask (highest rate, then successes, then accuracy)
+    rounds: int = 1            # adaptive rounds run at the level
+
+
 @dataclass
 class MaskSearchResult:
     widths: tuple[int, ...]
     target: float
-    sparsest_nnz: int | None          # fewest weight nnz reaching the target (None: not reached)
-    masks_at_sparsest: int            # masks at that level reaching it (best over the grid)
-    levels: dict                      # nnz -> (masks trained, masks reaching the target)
-    rows: list                        # every row of the levels searched (stored and new)
+    sparsest_nnz: int | None          # fewest weight nnz at which some run reached the target
+    masks_at_sparsest: int            # masks at that level with some run reaching it
+    levels: dict                      # nnz -> LevelStats
+    rows: list                        # every record of the levels searched (stored and new)
     trained: int                      # runs trained by this call
     wall_time_s: float
+    inits: int = 1                    # most inits per mask and grid point (K)
+    min_rate: float | None = None
+    rate_nnz: int | None = None       # fewest weight nnz at which some mask's rate is >= min_rate
+
+    @property
+    def runs_at_sparsest(self) -> int:
+        return self.levels[self.sparsest_nnz].runs if self.sparsest_nnz is not None else 0
+
+    def summary(self) -> str:
+        """The result in words, with the inits and runs behind it."""
+        runs = sum(v.runs for v in self.levels.values())
+        head = f"widths {self.widths[1:-1]}, target {self.target:g}, up to {self.inits} inits per mask and grid point"
+        if self.sparsest_nnz is None:
+            return f"{head}: no run reached the target ({runs} runs over {len(self.levels)} levels)"
+        lv = self.levels[self.sparsest_nnz]
+        text = (f"{head}: sparsest nnz reached by some run {self.sparsest_nnz} ({lv.masks_reaching} of {lv.masks} "
+                f"masks, {lv.runs} runs at that level; best mask {lv.best.describe()})")
+        if self.min_rate is not None:
+            if self.rate_nnz is None:
+                text += f"; no mask reaches it with rate >= {self.min_rate:g}"
+            else:
+                text += (f"; sparsest nnz with a mask at rate >= {self.min_rate:g}: {self.rate_nnz} "
+                         f"({self.levels[self.rate_nnz].best.describe()})")
+        return text
 
 
 def mask_key(masks) -> str:
@@ -202,11 +349,33 @@ def mask_key(masks) -> str:
     return bits.hex()
 
 
+def _level_rounds(grid: Grid, adaptive: Adaptive | None) -> list[int]:
+    if adaptive is None:
+        return [grid.seeds]
+    if adaptive.inits[-1] != grid.seeds:
+        raise ValueError(f"the adaptive rounds end at {adaptive.inits[-1]} inits, but the grid has "
+                         f"{grid.seeds} seeds: they must agree")
+    return list(adaptive.inits)
+
+
+def _ranked(keys, rates: dict) -> list:
+    """Mask keys ranked for the next adaptive round: successes, then best accuracy, then key."""
+    def score(k):
+        r = rates.get(k)
+        return (-(r.successes if r else 0), -(r.best_acc if r else -np.inf), k)
+    return sorted(keys, key=score)
+
+
 def search_masks(hidden, target: float = 0.95, grid: Grid = Grid(), *, store: ResultStore,
                  data: Dataset | None = None, symmetry: str = "orbits", init: FixedInit | None = None,
                  exhaustive: bool = False, max_nnz: int | None = None, chunk_size: int = 512,
-                 jobs: int = 1, quiet: bool = False, log=print) -> MaskSearchResult:
-    """Phase 2 for hidden widths ``hidden`` (e.g. ``(3, 3, 3)``); see the module docstring."""
+                 jobs: int = 1, quiet: bool = False, log=print, adaptive: Adaptive | None = None,
+                 min_rate: float | None = None) -> MaskSearchResult:
+    """Phase 2 for hidden widths ``hidden`` (e.g. ``(3, 3, 3)``); see the module docstring.
+
+    Sparsest first, a level stops the search once some run reaches ``target`` (``min_rate``:
+    once some mask reaches it with rate >= ``min_rate``), unless ``exhaustive`` or ``max_nnz``.
+    """
     from .enumerate import count_masks, enumerate_masks
 
     t0 = time.perf_counter()
@@ -216,63 +385,80 @@ def search_masks(hidden, target: float = 0.95, grid: Grid = Grid(), *, store: Re
         raise ValueError("a fixed init makes permuted masks different: use symmetry='labelled'")
     if init is not None:
         init.sliced(widths)  # fails early when the checkpoint does not fit the widths
+    if min_rate is not None and not 0 < min_rate <= 1:
+        raise ValueError(f"min_rate must be in (0, 1], got {min_rate}")
+    rounds = _level_rounds(grid, adaptive)
     counts = count_masks(widths, symmetry=symmetry)
     levels = sorted(counts)
     if max_nnz is not None:
         levels = [n for n in levels if n <= max_nnz]
     existing = _stored_accuracy(store)
-    points = grid.points()
+    grid_points = list(itertools.product(grid.lrs, grid.schedules))
     result_levels, all_rows, trained = {}, [], 0
-    sparsest, at_sparsest = None, 0
+    sparsest = rate_nnz = None
     for nnz in levels:
-        models, level_rows = [], []
-        for masks in enumerate_masks(widths, symmetry=symmetry, nnz=nnz):
-            key = mask_key(masks)
-            for lr, sch, seed in points:
-                cfg = _row_config("search_masks", "mask", widths, lr, sch, seed, grid, data, init,
-                                  {"mask": key, "symmetry": symmetry})
-                rid = run_id(cfg)
-                if rid in existing:
-                    level_rows.append(existing[rid])
-                else:
-                    models.append((masks, lr, sch, seed, cfg))
-        bar = _progress(len(models), f"nnz {nnz}", quiet)
-        with bar:
-            new = run_chunks(list(_chunked(models, widths, chunk_size)), store, data, grid, init=init,
-                             jobs=jobs, progress=bar)
-        trained += len(new)
-        level_rows += [_acc_record(r) for r in new]
+        masks_of = {mask_key(m): m for m in enumerate_masks(widths, symmetry=symmetry, nnz=nnz)}
+        level_rows, chosen, done_inits = [], list(masks_of), 0
+        for rnd, inits in enumerate(rounds):
+            if rnd > 0:
+                rates = mask_rates(level_rows, target)
+                chosen = _ranked(chosen, rates)[:max(1, math.ceil(len(chosen) * adaptive.keep))]
+            models = []
+            for key in chosen:
+                for (lr, sch), k in itertools.product(grid_points, range(done_inits, inits)):
+                    cfg = _row_config("search_masks", "mask", widths, lr, sch, k, grid, data, init,
+                                      {"mask": key, "symmetry": symmetry}, key)
+                    rid = run_id(cfg)
+                    if rid in existing:
+                        level_rows.append(existing[rid])
+                    else:
+                        models.append((masks_of[key], lr, sch, k, cfg, rnd))
+            bar = _progress(len(models), f"nnz {nnz}" + (f" round {rnd}" if len(rounds) > 1 else ""), quiet)
+            with bar:
+                new = run_chunks(list(_chunked(models, widths, chunk_size)), store, data, grid, init=init,
+                                 jobs=jobs, progress=bar)
+            trained += len(new)
+            level_rows += [_acc_record(r) for r in new]
+            done_inits = inits
         all_rows += level_rows
-        reached = masks_reaching(level_rows, target)
-        result_levels[nnz] = (counts[nnz], len(reached))
-        log(f"nnz {nnz}: {counts[nnz]} masks x {len(points)} runs, {len(reached)} masks reach {target:.4g}")
-        if reached and sparsest is None:
-            sparsest, at_sparsest = nnz, len(reached)
-            if not exhaustive and max_nnz is None:
-                break
-    return MaskSearchResult(widths, target, sparsest, at_sparsest, result_levels, all_rows, trained,
-                            time.perf_counter() - t0)
+        rates = mask_rates(level_rows, target)
+        best = max(rates.values(), key=lambda r: (r.rate, r.best_successes, r.best_acc, r.key), default=None)
+        reaching = sum(r.successes > 0 for r in rates.values())
+        result_levels[nnz] = LevelStats(counts[nnz], len(level_rows), reaching, best, len(rounds))
+        log(f"nnz {nnz}: {counts[nnz]} masks, {len(level_rows)} runs, {reaching} masks reach {target:.4g}"
+            + (f"; best {best.describe()}" if best is not None and best.successes else ""))
+        if reaching and sparsest is None:
+            sparsest = nnz
+        if min_rate is not None and rate_nnz is None and best is not None and best.rate >= min_rate:
+            rate_nnz = nnz
+        if not exhaustive and max_nnz is None and sparsest is not None and (min_rate is None or rate_nnz is not None):
+            break
+    return MaskSearchResult(widths, target, sparsest, result_levels[sparsest].masks_reaching if sparsest else 0,
+                            result_levels, all_rows, trained, time.perf_counter() - t0, rounds[-1], min_rate,
+                            rate_nnz)
 
 
 def _acc_record(row) -> dict:
     import json
+    params = json.loads(row["params"])
     return {"run_id": row["run_id"], "train_acc": row["train_acc"], "diverged": row["diverged"],
-            "mask": json.loads(row["params"])["mask"], "lr": row["lr"], "schedule": row["schedule"],
-            "seed": row["seed"], "weight_nnz": row["weight_nnz"], "heldout_acc": row["heldout_acc"]}
+            "mask": params.get("mask"), "lr": row["lr"], "schedule": row["schedule"], "seed": row["seed"],
+            "init_seed": row["init_seed"], "weight_nnz": row["weight_nnz"], "heldout_acc": row["heldout_acc"],
+            "widths": list(row["widths"])}
 
 
-def _stored_accuracy(store: ResultStore) -> dict:
-    df = store.load(["kind", "params", "train_acc", "diverged", "lr", "schedule", "seed", "weight_nnz",
-                     "heldout_acc"])
-    df = df[df["kind"] == "search_masks"]
+def _stored_accuracy(store: ResultStore, kind: str = "search_masks") -> dict:
+    df = store.load(["kind", "params", "train_acc", "diverged", "lr", "schedule", "seed", "init_seed",
+                     "weight_nnz", "heldout_acc", "widths"])
+    df = df[df["kind"] == kind]
     return {r["run_id"]: _acc_record(r) for r in df.to_dict("records")}
 
 
 def masks_reaching(records, target) -> dict:
-    """mask key -> best record, over the masks whose best non-diverged run reaches ``target``."""
+    """mask key -> best record, over the masks with some non-diverged run reaching ``target``."""
     best = {}
     for r in records:
-        if r["diverged"] or not r["train_acc"] >= target:
+        if not reached_target(r["train_acc"], r["diverged"], target):
             continue
         if r["mask"] not in best or r["train_acc"] > best[r["mask"]]["train_acc"]:
             best[r["mask"]] = r
@@ -283,13 +469,15 @@ def masks_reaching(records, target) -> dict:
 @dataclass
 class WidthSearchResult:
     target: float
-    reaching: list          # hidden width tuples reaching the target (best over the grid)
+    reaching: list          # hidden width tuples with some run reaching the target
     by_weights: list        # the reaching architectures with the fewest weights
     by_units: list          # the reaching architectures with the fewest hidden units
     pareto: list            # reaching architectures not dominated width by width
     rows: list
     trained: int
     wall_time_s: float
+    rates: dict = field(default_factory=dict)  # hidden widths -> MaskRate over the architecture's inits
+    inits: int = 1
 
 
 def weight_count(widths) -> int:
@@ -299,22 +487,21 @@ def weight_count(widths) -> int:
 def search_widths(target: float = 0.95, grid: Grid = Grid(), *, store: ResultStore, data: Dataset | None = None,
                   max_width: int = 16, min_width: int = 1, depth: int = 3, init: FixedInit | None = None,
                   jobs: int = 1, quiet: bool = False, log=print) -> WidthSearchResult:
-    """Phase 1: every dense architecture with ``depth`` hidden layers of ``min_width..max_width`` units."""
+    """Phase 1: every dense architecture with ``depth`` hidden layers of ``min_width..max_width`` units,
+    each from ``grid.seeds`` independent inits at every grid point (its success rate over inits)."""
     t0 = time.perf_counter()
     data = data or Dataset.spiral()
     if not 1 <= min_width <= max_width:
         raise ValueError(f"need 1 <= min_width <= max_width, got {min_width}, {max_width}")
-    existing = {}
-    df = store.load(["kind", "widths", "train_acc", "diverged"])
-    for r in df[df["kind"] == "search_widths"].to_dict("records"):
-        existing[r["run_id"]] = r
+    existing = _stored_accuracy(store, "search_widths")
     chunks, rows = [], []
     for hidden in itertools.product(range(min_width, max_width + 1), repeat=depth):
         widths = (data.X.shape[1], *hidden, 1)
         dense = [np.ones((widths[l + 1], widths[l]), bool) for l in range(len(widths) - 1)]
+        key = mask_key(dense)
         models = []
         for lr, sch, seed in grid.points():
-            cfg = _row_config("search_widths", "dense", widths, lr, sch, seed, grid, data, init, {})
+            cfg = _row_config("search_widths", "dense", widths, lr, sch, seed, grid, data, init, {}, key)
             rid = run_id(cfg)
             if rid in existing:
                 rows.append(existing[rid])
@@ -324,44 +511,55 @@ def search_widths(target: float = 0.95, grid: Grid = Grid(), *, store: ResultSto
     total = sum(len(c.configs) for c in chunks)
     with _progress(total, "widths", quiet) as bar:
         new = run_chunks(chunks, store, data, grid, init=init, jobs=jobs, progress=bar)
-    rows += new
-    reach = sorted({tuple(r["widths"][1:-1]) for r in rows if not r["diverged"] and r["train_acc"] >= target})
+    rows += [_acc_record(r) for r in new]
+    for r in rows:
+        r["mask"] = tuple(r["widths"][1:-1])
+    rates = mask_rates(rows, target)
+    reach = sorted(h for h, r in rates.items() if r.successes > 0)
     full = lambda h: (data.X.shape[1], *h, 1)  # noqa: E731
     by_w = _argmins(reach, lambda h: weight_count(full(h)))
     by_u = _argmins(reach, sum)
     pareto = [h for h in reach if not any(o != h and all(a <= b for a, b in zip(o, h)) for o in reach)]
     if reach:
-        log(f"{len(reach)} architectures reach {target:.4g}; fewest weights: {by_w} "
-            f"({weight_count(full(by_w[0]))}); fewest units: {by_u} ({sum(by_u[0])})")
+        log(f"{len(reach)} architectures reach {target:.4g} in some of {grid.seeds} inits per grid point; "
+            f"fewest weights: {by_w} ({weight_count(full(by_w[0]))}; {rates[by_w[0]].describe()}); "
+            f"fewest units: {by_u} ({sum(by_u[0])})")
     else:
         log(f"no architecture reached {target:.4g}")
-    return WidthSearchResult(target, reach, by_w, by_u, pareto, rows, len(new), time.perf_counter() - t0)
+    return WidthSearchResult(target, reach, by_w, by_u, pareto, rows, len(new), time.perf_counter() - t0,
+                             rates, grid.seeds)
 
 
 # -- a mask alone, trained from the initialisation ---------------------------------------------
 def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | None = None,
-                      init_width: int | None = 16, threads: int | None = None):
-    """Train one mask from the initialisation on every grid point, as the search trains masks.
+                      init_width: int | None = INIT_WIDTH, threads: int | None = None):
+    """Train one mask from fresh inits on every grid point, exactly as the search trains masks.
 
     The question it answers about a pruned network: is its *mask* enough to reach the target, or
-    does it need the weights pruning left it with (rewound, or trained on through cycles)? The
-    mask is trained by the engine from ``init_params(widths, init_width, seed)`` for each
-    (lr, schedule, seed) of ``grid``. Returns a DataFrame, one row per grid point: ``lr``,
-    ``schedule``, ``seed``, ``train_acc``, ``heldout_acc``, ``final_loss``, ``diverged``.
+    does it need the weights pruning left it with (rewound, or trained on through cycles)? Run
+    (lr, schedule, k) of ``grid`` starts from its own init, ``init_params(widths, init_width,
+    search_init_seed(widths, mask key, lr, schedule, k))``: the init the search gives that mask
+    at that grid point, so a search row is reproduced exactly. Returns a DataFrame, one row per
+    run: ``lr``, ``schedule``, ``seed``, ``init_seed``, ``train_acc``, ``heldout_acc``,
+    ``final_loss``, ``diverged``.
     """
     import pandas as pd
 
     from .engine import train_masks
     data = data or Dataset.spiral()
+    masks = [np.asarray(m) != 0 for m in masks]
+    key = mask_key(masks)
     points = grid.points()
-    res = train_masks(data.X, data.y, widths, [np.asarray(m) != 0 for m in masks],
+    init_seeds = [search_init_seed(widths, key, lr, sch, k) for lr, sch, k in points]
+    res = train_masks(data.X, data.y, widths, masks,
                       lrs=[p[0] for p in points], schedules=[p[1] for p in points], seeds=[p[2] for p in points],
                       epochs=grid.epochs, batch_size=grid.batch_size, momentum=grid.momentum,
                       weight_decay=grid.weight_decay, init_width=init_width, X_heldout=data.X_heldout,
-                      y_heldout=data.y_heldout, threads=threads)
+                      y_heldout=data.y_heldout, threads=threads, init_seeds=init_seeds,
+                      early_exit=grid.early_exit and data.balanced)
     return pd.DataFrame({
         "lr": [p[0] for p in points], "schedule": [p[1] for p in points], "seed": [p[2] for p in points],
-        "train_acc": res.train_acc.astype(float),
+        "init_seed": init_seeds, "train_acc": res.train_acc.astype(float),
         "heldout_acc": res.heldout_acc.astype(float) if res.heldout_acc is not None else np.nan,
         "final_loss": res.final_loss.astype(float), "diverged": res.diverged.astype(bool)})
 
@@ -373,9 +571,10 @@ def _argmins(items, key):
     return [i for i in items if key(i) == best]
 
 
-def grid_from(lrs, schedules, seeds, epochs) -> Grid:
-    return Grid(lrs=tuple(lrs), schedules=tuple(schedules), seeds=seeds, epochs=epochs)
+def grid_from(lrs, schedules, seeds, epochs, early_exit: bool = True) -> Grid:
+    return Grid(lrs=tuple(lrs), schedules=tuple(schedules), seeds=seeds, epochs=epochs, early_exit=early_exit)
 
 
-__all__ = ["Grid", "FixedInit", "save_init", "search_masks", "search_widths", "MaskSearchResult",
-           "WidthSearchResult", "mask_key", "masks_reaching", "weight_count", "grid_from", "retrain_from_init"]
+__all__ = ["Grid", "Adaptive", "FixedInit", "save_init", "search_masks", "search_widths", "MaskSearchResult",
+           "WidthSearchResult", "MaskRate", "LevelStats", "mask_rates", "mask_key", "masks_reaching",
+           "search_init_seed", "weight_count", "grid_from", "retrain_from_init"]

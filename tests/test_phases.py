@@ -43,11 +43,13 @@ def canonical(masks):
 
 @pytest.fixture(scope="module")
 def brute(tiny):
-    """Every labelled eligible mask of 2-2-2-1, trained by the reference trainer."""
+    """Every labelled eligible mask of 2-2-2-1, trained by the reference trainer, each from its own
+    init: the seed a run's identity gives it (widths, mask, lr, schedule, seed index)."""
     out = []
     for w1, w2 in itertools.product(eligible(2, 2), eligible(2, 2)):
         masks = [w1, w2, np.ones((1, 2), bool)]
-        model = cubist.MaskedMLP((2, 2, 2, 1), masks, seed=0)
+        init_seed = phases.search_init_seed((2, 2, 2, 1), phases.mask_key(masks), 0.2, "constant", 0)
+        model = cubist.MaskedMLP((2, 2, 2, 1), masks, seed=init_seed)
         r = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=0.2, schedule="constant",
                                                                            epochs=10, seed=0), device="cpu")
         key = canonical(masks)
@@ -67,10 +69,10 @@ def pick_target(accs, n):
 
 
 def test_phase2_matches_exhaustive_loop(tiny, brute, tmp_path):
-    """With one seed every mask gets the same init, so permuted masks differ: the labelled search
-    must match all labelled masks, the orbit search the orbit representatives (smallest member)."""
-    target = pick_target([b[2] for b in brute], len(tiny.X))
+    """Every mask from its own init: the labelled search must match all labelled masks, the orbit
+    search the orbit representatives (smallest member), each trained by the reference trainer."""
     for symmetry, pool in (("labelled", brute), ("orbits", [b for b in brute if b[4]])):
+        target = pick_target([b[2] for b in pool], len(tiny.X))
         reach = [(nnz, key) for nnz, key, acc, div, _ in pool if acc >= target and not div]
         sparsest = min(n for n, _ in reach)
         store = cubist.ResultStore(tmp_path / symmetry)
@@ -127,10 +129,14 @@ def test_phase1_widths(tiny, tmp_path):
     # dense rows equal the reference trainer on the same init and data order
     df = store.load()
     r = df[df["widths"].apply(lambda w: list(w) == [2, 2, 2, 1])].iloc[0]
-    model = cubist.MaskedMLP((2, 2, 2, 1), seed=0)
+    assert r["init"] == "random" and r["init_seed"] == phases.search_init_seed(
+        (2, 2, 2, 1), phases.mask_key([np.ones((2, 2), bool), np.ones((2, 2), bool), np.ones((1, 2), bool)]),
+        0.2, "constant", 0)
+    model = cubist.MaskedMLP((2, 2, 2, 1), seed=int(r["init_seed"]))
     ref = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=0.2, schedule="constant", epochs=10),
                                  device="cpu")
     assert abs(r["train_acc"] - ref.train_acc) <= 2 / len(tiny.X)
+    assert df["init_seed"].nunique() == len(df)  # every architecture its own init
     # a target above every run: nothing reaches it, and nothing is retrained
     none = search_widths(df["train_acc"].max() + 1e-9, GRID, store=store, data=tiny, max_width=2, depth=2,
                          quiet=True, log=lambda *a: None)
@@ -151,8 +157,8 @@ def test_phase2_fixed_init_is_labelled_and_matches_reference(tiny, tmp_path):
     res = search_masks((2, 2), 0.99, GRID, store=store, data=tiny, init=init, symmetry="labelled",
                        max_nnz=7, quiet=True, log=lambda *a: None)
     df = store.load()
-    assert res.trained == len(df) > 0 and df["init_width"].isna().all()
-    assert {json.loads(p)["init"] for p in df["params"]} == {init.id}
+    assert res.trained == len(df) > 0 and df["init_width"].isna().all() and df["init_seed"].isna().all()
+    assert set(df["init"]) == {f"checkpoint:{init.id}"}
     row = df.iloc[0]
     masks = cubist.row_masks(row)
     model = cubist.MaskedMLP((2, 2, 2, 1), masks, params=init.sliced((2, 2, 2, 1)))
@@ -189,12 +195,102 @@ def test_retrain_from_init_matches_reference_and_search_rows(tiny, tmp_path):
     widths = tuple(rows.iloc[0]["widths"])
     masks = cubist.row_masks(rows.iloc[0])
     res = phases.retrain_from_init(widths, masks, grid, data=tiny)
-    assert list(res.columns) == ["lr", "schedule", "seed", "train_acc", "heldout_acc", "final_loss", "diverged"]
-    assert list(res["seed"]) == [0, 1]
+    assert list(res.columns) == ["lr", "schedule", "seed", "init_seed", "train_acc", "heldout_acc", "final_loss",
+                                 "diverged"]
+    assert list(res["seed"]) == [0, 1] and res["init_seed"].nunique() == 2
     for seed in (0, 1):
-        model = cubist.MaskedMLP(widths, masks, init_width=16, seed=seed)
+        init_seed = int(res.loc[res["seed"] == seed, "init_seed"].iloc[0])
+        model = cubist.MaskedMLP(widths, masks, init_width=16, seed=init_seed)
         ref = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=0.1, schedule="cosine", epochs=3,
                                                                                seed=seed), device="cpu")
         got = res[res["seed"] == seed].iloc[0]
         assert got["final_loss"] == pytest.approx(ref.final_loss, abs=1e-5)
         assert got["train_acc"] == pytest.approx(ref.train_acc, abs=2e-3)
+
+
+def test_every_run_its_own_init_whatever_the_chunking(tiny, tmp_path):
+    """Two masks (and two seed indices) never share an init; the same run gets the same init, and
+    the same row, whatever chunk size or job count trains it; a row's init seed redraws its init."""
+    grid = Grid(lrs=(0.1, 0.2), schedules=("constant",), seeds=2, epochs=2)
+    kw = dict(data=tiny, exhaustive=True, quiet=True, log=lambda *a: None)
+    a = cubist.ResultStore(tmp_path / "a")
+    b = cubist.ResultStore(tmp_path / "b")
+    search_masks((2, 1, 2), 0.99, grid, store=a, chunk_size=512, **kw)
+    search_masks((2, 1, 2), 0.99, grid, store=b, chunk_size=3, jobs=2, **kw)
+    da, db = (s.load().set_index("run_id").sort_index() for s in (a, b))
+    assert list(da.index) == list(db.index) and len(da) > 8
+    assert da["init_seed"].nunique() == len(da)  # masks, grid points and seed indices: all distinct
+    for col in ("init_seed", "train_acc", "final_loss", "weights"):
+        assert list(da[col]) == list(db[col]), col
+    # the recorded seed redraws the init: the reference trainer from it gives the row
+    row = da.iloc[0]
+    model = cubist.MaskedMLP(tuple(row["widths"]), cubist.row_masks(row), seed=int(row["init_seed"]))
+    ref = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=row["lr"], schedule="constant",
+                                                                           epochs=2, seed=int(row["seed"])),
+                                 device="cpu")
+    assert ref.final_loss == pytest.approx(row["final_loss"], abs=1e-5)
+
+
+def test_mask_rates_from_handmade_records():
+    recs = []
+    for k in range(10):  # mask a: 3 of 10 at (0.1, cosine), 1 of 10 at (0.05, step); mask b: 0 of 4
+        recs.append(dict(mask="a", weight_nnz=7, lr=0.1, schedule="cosine", train_acc=0.96 if k < 3 else 0.5,
+                         diverged=False))
+        recs.append(dict(mask="a", weight_nnz=7, lr=0.05, schedule="step", train_acc=0.97 if k == 0 else 0.9,
+                         diverged=False))
+    recs += [dict(mask="b", weight_nnz=7, lr=0.1, schedule="cosine", train_acc=0.99, diverged=True)] * 4
+    rates = phases.mask_rates(recs, 0.95)
+    a, b = rates["a"], rates["b"]
+    assert (a.runs, a.successes, a.best_runs, a.best_successes) == (20, 4, 10, 3)
+    assert (a.best_lr, a.best_schedule, a.rate, a.best_acc) == (0.1, "cosine", 0.3, 0.97)
+    assert a.interval == cubist.wilson_interval(3, 10)
+    assert (b.runs, b.successes, b.rate) == (4, 0, 0.0) and b.best_acc == -np.inf
+
+
+def test_adaptive_seeds_find_what_the_uniform_design_finds(tiny, tmp_path):
+    """Adaptive rounds train a subset of the uniform design's runs (the same runs, same inits), and
+    find the same sparsest level; rows record their round."""
+    grid = Grid(lrs=(0.2,), schedules=("constant",), seeds=4, epochs=4)
+    kw = dict(data=tiny, quiet=True, log=lambda *a: None)
+    uni_store = cubist.ResultStore(tmp_path / "u")
+    search_masks((2, 2), 1.0, grid, store=uni_store, exhaustive=True, **kw)
+    acc = uni_store.load()["train_acc"]
+    target = float(np.quantile(acc, 0.97))  # a few runs reach it, most do not
+    uni = search_masks((2, 2), target, grid, store=uni_store, exhaustive=True, **kw)
+    assert uni.trained == 0 and uni.sparsest_nnz is not None and uni.inits == 4
+    assert uni.sparsest_nnz > min(uni.levels)  # the sparsest levels do not reach it: a real search
+    ada_store = cubist.ResultStore(tmp_path / "a")
+    ada = search_masks((2, 2), target, grid, store=ada_store, adaptive=phases.Adaptive((1, 4), 0.5),
+                       exhaustive=True, **kw)
+    assert ada.sparsest_nnz == uni.sparsest_nnz
+    du, da = uni_store.load().set_index("run_id"), ada_store.load().set_index("run_id")
+    assert set(da.index) < set(du.index)  # a strict subset of the same runs
+    assert (da["train_acc"] == du.loc[da.index, "train_acc"]).all()
+    rounds = [json.loads(m)["round"] for m in da["metrics"]]
+    assert set(rounds) == {0, 1}
+    # round 1 trains the better half of each level (ceil), 3 more inits per grid point each
+    for nnz, lv in ada.levels.items():
+        assert lv.runs == lv.masks * 1 + max(1, -(-lv.masks // 2)) * 3
+    with pytest.raises(ValueError, match="agree"):
+        search_masks((2, 2), target, Grid(lrs=(0.2,), schedules=("constant",), seeds=3, epochs=4),
+                     store=ada_store, adaptive=phases.Adaptive((1, 4), 0.5), **kw)
+
+
+def test_min_rate_searches_on_until_a_mask_is_reliable(tiny, tmp_path):
+    grid = Grid(lrs=(0.2,), schedules=("constant",), seeds=4, epochs=4)
+    store = cubist.ResultStore(tmp_path / "r")
+    kw = dict(data=tiny, exhaustive=True, quiet=True, log=lambda *a: None)
+    search_masks((2, 2), 1.0, grid, store=store, **kw)
+    df = store.load()
+    target = float(np.quantile(df["train_acc"], 0.9))
+    res = search_masks((2, 2), target, grid, store=store, min_rate=0.5, **kw)
+    # independent recount from the stored rows
+    df["mask"] = [json.loads(p)["mask"] for p in df["params"]]
+    df["ok"] = (df["train_acc"] >= target) & ~df["diverged"]
+    per_mask = df.groupby(["weight_nnz", "mask"])["ok"].mean()
+    want_any = int(df.loc[df["ok"], "weight_nnz"].min())
+    good = per_mask[per_mask >= 0.5]
+    assert res.sparsest_nnz == want_any
+    assert res.rate_nnz == (int(good.index.get_level_values(0).min()) if len(good) else None)
+    assert res.rate_nnz is None or res.rate_nnz >= res.sparsest_nnz
+    assert "inits per mask" in res.summary()

@@ -12,6 +12,7 @@ import pyarrow.dataset as ds
 import pytest
 
 import cubist
+from cubist.model import run_init_seed
 from cubist.store import COLUMNS, ResultStore, StoreWriter, make_row, row_masks, row_weights
 
 
@@ -21,7 +22,8 @@ def sample_row(i=0, **over):
     masks = [rng.random((widths[l + 1], widths[l])) < 0.6 for l in range(3)]
     weights = [(rng.standard_normal(m.shape).astype(np.float32) * m, rng.standard_normal(m.shape[0]).astype(np.float32))
                for m in masks]
-    config = dict(kind="prune", method="gmp", widths=widths, init_width=16, lr=0.1, schedule="cosine", epochs=50,
+    config = dict(kind="prune", method="gmp", widths=widths, init_width=16, init="random",
+                  init_seed=run_init_seed("prune", i), lr=0.1, schedule="cosine", epochs=50,
                   batch_size=128, momentum=0.9, weight_decay=5e-4, seed=i, target_nnz=10,
                   params={"prune_steps": 200}, dataset_id="abc")
     config.update(over)
