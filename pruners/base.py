@@ -317,7 +317,7 @@ class PruneContext:
         """Replica ``r``'s CPU generator for the method's randomness (seeded by seed and method)."""
         if r not in self._generators:
             h = sum(ord(c) * 31 ** i for i, c in enumerate(self.method_name)) % (2 ** 31)
-            self._generators[r] = torch.Generator().manual_seed(int(self.seeds[r]) * 1_000_003 + h)
+            self._generators[r] = torch.Generator().manual_seed((int(self.seeds[r]) * 1_000_003 + h) % 2 ** 63)
         return self._generators[r]
 
     def batch(self, size: int | None = None):

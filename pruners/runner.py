@@ -1,9 +1,12 @@
 """The spiral pruning sweep: every target x lr x schedule x seed, R runs trained as one model.
 
-Each run follows the paper's protocol (Zhang & Papyan, ICML 2024; :mod:`cubist.train`): init
-from :func:`cubist.model.init_params` ``(widths, 16, seed)`` (sub-networks cut from the width-16
-default init), data order from ``epoch_permutation(seed, epoch)``, learning rate from
-``lr_at``. Runs that can share a procedure (for IMP/LRR: the same number of rounds) are packed
+Each run follows the paper's protocol (Zhang & Papyan, ICML 2024; :mod:`cubist.train`): its own
+random init, :func:`cubist.model.init_params` ``(widths, 16, init_seed)`` (sub-networks cut from
+the width-16 default init) with ``init_seed`` = :func:`cubist.model.run_init_seed` of the run's
+identity (method and its hyper-parameters, widths, budget, lr, schedule, seed index ``k``), so no
+two runs share an init, whatever chunk trains them; the seed also drives the method's own
+randomness (random masks, score batches). The data order is ``epoch_permutation(k, epoch)``,
+shared by the runs of one seed index; the learning rate comes from ``lr_at``. Runs that can share a procedure (for IMP/LRR: the same number of rounds) are packed
 into chunks of up to ``chunk`` replicas of one :class:`~pruners.layers.BatchedMLP`; the
 ``single`` engine runs each alone as a plain ``nn.Linear`` MLP with ``torch.optim.SGD``
 (the reference the batched engine is tested against, and the benchmark's baseline).
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 
 from cubist.masks import mask_counts
-from cubist.model import check_widths
+from cubist.model import RANDOM_INIT, check_widths, run_init_seed
 from cubist.spiral import Dataset, dataset_id
 from cubist.store import ResultStore, StoreWriter, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig, resolve_device
@@ -110,6 +113,10 @@ class Run:
     seed: int
 
     @property
+    def init_seed(self) -> int:
+        return self.config["init_seed"]
+
+    @property
     def run_id(self) -> str:
         return run_id(self.config)
 
@@ -132,8 +139,10 @@ def build_runs(cfg: SweepConfig, data: Dataset) -> list[Run]:
         for lr in cfg.lrs:
             for schedule in cfg.schedules:
                 for seed in range(cfg.seeds):
+                    init_seed = run_init_seed("prune", cfg.method, params, list(cfg.widths), F, lr, schedule, seed)
                     config = {"kind": "prune", "method": cfg.method, "widths": list(cfg.widths),
-                              "init_width": cfg.init_width, "lr": lr, "schedule": schedule, "epochs": cfg.epochs,
+                              "init_width": cfg.init_width, "init": RANDOM_INIT, "init_seed": init_seed,
+                              "lr": lr, "schedule": schedule, "epochs": cfg.epochs,
                               "batch_size": cfg.batch_size, "momentum": cfg.momentum,
                               "weight_decay": cfg.weight_decay, "seed": seed, "target_nnz": F,
                               "params": params, "dataset_id": data.id,
@@ -184,23 +193,23 @@ def epochs_per_run(cfg: SweepConfig, run: Run) -> int:
 def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.device, on_epoch=None) -> list[dict]:
     """Train and prune ``runs`` together; returns their result rows."""
     t0 = time.perf_counter()
-    seeds = [r.seed for r in runs]
+    init_seeds = [r.init_seed for r in runs]
     configs = [TrainConfig(lr=r.lr, schedule=r.schedule, epochs=cfg.epochs, batch_size=cfg.batch_size,
                            momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=r.seed) for r in runs]
     if cfg.engine == "single":
         if len(runs) != 1:
             raise ValueError("the single engine runs one run at a time")
         from cubist.model import init_params
-        model = plain_mlp(cfg.widths, init_params(cfg.widths, cfg.init_width, seeds[0]))
+        model = plain_mlp(cfg.widths, init_params(cfg.widths, cfg.init_width, init_seeds[0]))
     else:
-        model = BatchedMLP.from_seeds(cfg.widths, seeds, cfg.init_width)
+        model = BatchedMLP.from_seeds(cfg.widths, init_seeds, cfg.init_width)
     model.to(device)
     layers = prunable_layers(model)
     trainer = Trainer(model, layers, data.X, data.y, configs, device=device)
     if on_epoch is not None:
         trainer.epoch_callbacks.append(lambda: on_epoch(len(runs)))
     method = get_method(cfg.method)(cfg.method_config())
-    ctx = PruneContext(model, trainer, layers, [r.target for r in runs], method.config, seeds=seeds,
+    ctx = PruneContext(model, trainer, layers, [r.target for r in runs], method.config, seeds=init_seeds,
                        method_name=cfg.method, input_shape=(cfg.widths[0],))
     run_method(method, ctx)
     acc, loss = trainer.evaluate(data.X, data.y)
