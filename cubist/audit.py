@@ -25,24 +25,65 @@ from . import analysis as A
 
 DEFAULT_OUT = "audit"
 BEST_RUNS_MAX = 6          # runs drawn side by side in the best-runs figure
+DEFAULT_MIN_RATE = 0.5     # "reliably reaches": at its best grid point, in at least half of its inits
+NEVER_LISTED = 8           # never-reaching (method, widths) named in the notes; beyond, only counted
 
 
 # -- tables ----------------------------------------------------------------------------------
-def audit_tables(df: pd.DataFrame, target: float, methods=None) -> dict[str, pd.DataFrame]:
+def audit_tables(df: pd.DataFrame, target: float, methods=None,
+                 min_rate: float = DEFAULT_MIN_RATE) -> dict[str, pd.DataFrame]:
     """Every table of the report for one target, by name (all pure functions of ``df``)."""
     overlap = A.mask_overlap(df, target)
     prune = df[df["kind"] == A.PRUNE_KIND]
+    levels = A.level_success(df, target)
+    success = A.success_rates(df, target)
     return {
-        "headline": A.headline(df, target, methods),
-        "search": A.sparsest_search(df, target),
+        "headline": A.headline(df, target, methods, min_rate),
+        "search": A.sparsest_search(df, target, min_rate),
+        "levels": levels,
         "dense": A.smallest_dense(df, target),
-        "frontier": A.method_frontier(df, target),
-        "success": A.success_rates(df, target),
+        "frontier": A.method_frontier(df, target, min_rate),
+        "success": success,
+        "by_nnz": success_by_nnz(levels, success),
         "effective": A.effective_sparsity(prune),
         "overparam": A.overparam_curve(df, target),
         "overlap": overlap,
         "overlap_summary": A.overlap_summary(overlap),
     }
+
+
+def success_by_nnz(levels: pd.DataFrame, success: pd.DataFrame) -> pd.DataFrame:
+    """The search's levels (:func:`~cubist.analysis.level_success`) and every method's budgets
+    (:func:`~cubist.analysis.success_rates`) in one table, sorted by nnz, the search first.
+
+    Columns: ``nnz``, ``method``, ``widths``; for the search ``masks`` (tried at that nnz) and
+    ``masks_reaching`` (reaching at least once), NaN for a method; ``inits`` and ``runs``; the
+    pooled ``successes``, ``rate``, ``low``, ``high`` of a method's budget (every run there; NaN
+    for the search, whose masks are not one population); and the best grid point (for the search,
+    of the level's best mask): ``best_runs``, ``best_successes``, ``best_rate``, ``best_low``,
+    ``best_high``, ``best_lr``, ``best_schedule``.
+    """
+    cols = ["nnz", "method", "widths", "masks", "masks_reaching", "inits", "runs", "successes", "rate", "low", "high",
+            *A.BEST_COLUMNS, "best_lr", "best_schedule", "_o"]
+    parts = []
+    if len(levels):
+        parts.append(pd.DataFrame({
+            "nnz": levels["weight_nnz"], "method": A.SEARCH_LABEL, "widths": levels["widths"],
+            "masks": levels["masks"], "masks_reaching": levels["masks_reaching"], "inits": levels["inits"],
+            "runs": levels["runs"], "successes": np.nan, "rate": np.nan, "low": np.nan, "high": np.nan,
+            **{c: levels[c] for c in A.BEST_COLUMNS + ["best_lr", "best_schedule"]}, "_o": 0}))
+    if len(success):
+        parts.append(pd.DataFrame({
+            "nnz": success["level"], "method": success["method"], "widths": success["widths"], "masks": np.nan,
+            "masks_reaching": np.nan, "inits": success["inits"], "runs": success["runs"],
+            "successes": success["reached_runs"], "rate": success["success_rate"], "low": success["low"],
+            "high": success["high"], **{c: success[c] for c in A.BEST_COLUMNS + ["best_lr", "best_schedule"]},
+            "_o": 1}))
+    if not parts:
+        return pd.DataFrame(columns=cols[:-1])
+    out = pd.concat(parts, ignore_index=True)[cols]
+    out = out.sort_values(["nnz", "_o", "method", "widths"], kind="stable")
+    return out.drop(columns="_o").reset_index(drop=True)
 
 
 def check_reached(df: pd.DataFrame, target: float) -> None:
@@ -97,6 +138,93 @@ def text_table(df: pd.DataFrame) -> str:
     return format_table(df).to_string(index=False) if len(df) else "(no rows)"
 
 
+def rate_text(successes, runs, low, high) -> str:
+    """``k/n = rate [low, high]``, a success rate with its interval; a dash without runs."""
+    if runs is None or pd.isna(runs) or runs == 0 or pd.isna(successes):
+        return "—"
+    k, n = int(successes), int(runs)
+    return f"{k}/{n} = {k / n:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _rate_cells(t: pd.DataFrame, rate: str, runs: str, low: str, high: str) -> list[str]:
+    """:func:`rate_text` of every row of ``t``; successes are ``rate * runs`` (exact: rate = k/n)."""
+    k = (pd.to_numeric(t[rate], errors="coerce") * pd.to_numeric(t[runs], errors="coerce")).round()
+    return [rate_text(*v) for v in zip(k, t[runs], t[low], t[high])]
+
+
+RATE = "success over inits"          # k/n = rate [95% interval] of a grid point, or pooled
+BEST = "best grid point"
+
+
+def report_view(key: str, tables: dict) -> pd.DataFrame:
+    """The columns of table ``key`` as the report shows them: rates as ``k/n = rate [low, high]``."""
+    t = tables[key]
+    if t.empty or key not in _VIEWS:
+        return t
+    return _VIEWS[key](t)
+
+
+def _headline_view(t: pd.DataFrame) -> pd.DataFrame:
+    v = t[["rank", "method", "widths", "nnz", "effective_nnz", "search_nnz", "ratio"]].copy()
+    v[RATE] = _rate_cells(t, "rate", "rate_runs", "low", "high")
+    v["inits"] = t["inits"]
+    for c in ("rate_nnz", "rate_ratio"):
+        if c in t.columns:
+            v[c] = t[c]
+    for c in ("success_rate", "runs", "best_acc", "status", "run_id"):
+        v[c] = t[c]
+    return v
+
+
+def _search_view(t: pd.DataFrame) -> pd.DataFrame:
+    v = t[["widths", "search_nnz", "effective_nnz", "masks_reaching", "masks_at_nnz", "masks_tried", "runs", "inits",
+           "level_runs"]].copy()
+    v[f"{RATE} (best mask)"] = _rate_cells(t, "best_rate", "best_runs", "best_low", "best_high")
+    if "rate_nnz" in t.columns:
+        v["rate_nnz"] = t["rate_nnz"]
+        v["rate_masks"] = t["rate_masks"]
+        v[f"{RATE} at rate_nnz"] = _rate_cells(t, "rate", "rate_runs", "rate_low", "rate_high")
+        v["rate_run_id"] = t["rate_run_id"]
+    v["best_acc"] = t["best_acc"]
+    v["run_id"] = t["run_id"]
+    return v
+
+
+def _dense_view(t: pd.DataFrame) -> pd.DataFrame:
+    v = t[["widths", "dense_nnz", "runs", "inits", "reached_runs"]].copy()
+    v[f"{RATE} (pooled)"] = _rate_cells(t, "rate", "runs", "low", "high")
+    v[BEST] = _rate_cells(t, "best_rate", "best_runs", "best_low", "best_high")
+    v["best_lr"], v["best_schedule"] = t["best_lr"], t["best_schedule"]
+    v["best_acc"], v["minimal"] = t["best_acc"], t["minimal"]
+    return v
+
+
+def _frontier_view(t: pd.DataFrame) -> pd.DataFrame:
+    v = t[["widths", "method", "runs", "reached_runs", "min_level", "min_weight_nnz", "min_effective_nnz",
+           "level_runs", "inits"]].copy()
+    v[f"{RATE} (pooled)"] = _rate_cells(t, "success_rate", "level_runs", "low", "high")
+    v[BEST] = _rate_cells(t, "best_rate", "best_runs", "best_low", "best_high")
+    v["search_nnz"], v["ratio"] = t["search_nnz"], t["ratio"]
+    if "rate_level" in t.columns:
+        v["rate_level"] = t["rate_level"]
+        v[f"{RATE} at rate_level"] = _rate_cells(t, "rate", "rate_runs", "rate_low", "rate_high")
+        v["rate_search_nnz"], v["rate_ratio"] = t["rate_search_nnz"], t["rate_ratio"]
+    v["best_acc"], v["run_id"] = t["best_acc"], t["run_id"]
+    return v
+
+
+def _by_nnz_view(t: pd.DataFrame) -> pd.DataFrame:
+    v = t[["nnz", "method", "widths", "masks", "masks_reaching", "inits", "runs"]].copy()
+    v[f"{RATE} (pooled)"] = _rate_cells(t, "rate", "runs", "low", "high")
+    v[BEST] = _rate_cells(t, "best_rate", "best_runs", "best_low", "best_high")
+    v["best_lr"], v["best_schedule"] = t["best_lr"], t["best_schedule"]
+    return v
+
+
+_VIEWS = {"headline": _headline_view, "search": _search_view, "dense": _dense_view, "frontier": _frontier_view,
+          "by_nnz": _by_nnz_view}
+
+
 # -- figures ---------------------------------------------------------------------------------
 def audit_figures(df: pd.DataFrame, tables: dict, target: float, out_dir: str, formats=("png", "svg"),
                   best_runs: bool = True) -> dict[str, list[str]]:
@@ -147,14 +275,30 @@ SECTIONS = [
     ("headline", "Headline",
      "Fewest nonzero weights reaching the target: the search's exact sparsest masks and each method's "
      "sparsest run (best over hyper-parameters and seeds). `ratio` = method nnz / search bound of an "
-     "architecture embedding in the pruned one; `success_rate` = fraction of runs at that budget reaching "
-     f"the target. `{A.NEVER}`: the method has runs but none reached the target; `{A.NO_RUNS}`: no rows."),
+     "architecture embedding in the pruned one. `success over inits` at that nnz: the best grid point of "
+     "the level's best mask (search) or of the method's budget, `k/n = rate [95% Wilson interval]` over its "
+     "`n` runs, `inits` = K runs per grid point. `rate_nnz`: fewest nnz at which that rate is at least "
+     "`--min-rate`, `rate_ratio` against the search's. `success_rate`: for the search the fraction of masks "
+     "at its nnz reaching the target at least once, for a method the fraction of all its runs at that budget. "
+     f"`{A.NEVER}`: the method has runs but none reached the target; `{A.NO_RUNS}`: no rows."),
     ("search", "The search (phase 2: masks)",
-     "Per searched architecture: fewest nnz reaching the target, distinct masks reaching it at that nnz "
-     "and tried at that nnz. Diverged runs never count."),
-    ("dense", "The search (phase 1: dense architectures)", "`minimal`: no reaching architecture inside it."),
-    ("frontier", "Methods", "Per architecture and method; NaN when the target was never reached."),
-    ("success", "Success rate per budget", "Fraction of runs at each budget reaching the target."),
+     "Per searched architecture: fewest nnz at which some run reached the target, distinct masks reaching "
+     "it at that nnz and tried at that nnz, `level_runs` runs at that nnz (K = `inits` per mask and grid "
+     "point), the success over inits of the level's best mask at its best grid point; `rate_nnz`: the "
+     "fewest nnz with a mask reaching the target in at least `--min-rate` of its runs at one grid point "
+     "(`rate_masks` such masks there). Diverged runs never count."),
+    ("by_nnz", "Success over inits per nnz",
+     "Every nnz level of the search (its best mask: `masks` tried, `masks_reaching` reaching at least once) "
+     "and every budget of each method, side by side. `pooled`: all runs of the method at the budget (over "
+     "hyper-parameters and inits); `best grid point`: the grid point (lr, schedule; a method's "
+     "hyper-parameters) with the most successes, for the search that of the level's best mask."),
+    ("dense", "The search (phase 1: dense architectures)",
+     "Success over inits per architecture, pooled over the grid and at its best grid point. "
+     "`minimal`: no reaching architecture inside it."),
+    ("frontier", "Methods",
+     "Per architecture and method; NaN when the target was never reached. `level_runs`: runs at "
+     "`min_level`; `rate_level`: fewest budget whose best grid point reaches the target in at least "
+     "`--min-rate` of its runs, `rate_ratio` against the search's `rate_nnz`."),
     ("effective", "Nominal against effective sparsity",
      "`inactive`: nonzero weights on no input-to-output path (§5); means over runs."),
     ("overparam", "Over-parameterisation", "Fewest nnz reaching the target against the starting width."),
@@ -165,6 +309,71 @@ SECTIONS = [
 ]
 FIGURE_TITLES = {"pareto": "Accuracy against nonzero weights", "overparam": "Over-parameterisation curve",
                  "best": "Sparsest runs: decision regions, network, first-layer switching lines"}
+
+
+def _k_range(values) -> str:
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
+    if v.empty:
+        return "—"
+    lo, hi = int(v.min()), int(v.max())
+    return f"{lo}" if lo == hi else f"{lo} to {hi}"
+
+
+def _grid_points(rows: pd.DataFrame, grid) -> int:
+    return int(rows.groupby(list(grid), dropna=False).ngroups) if len(rows) else 0
+
+
+def target_notes(df: pd.DataFrame, tables: dict, target: float, min_rate: float) -> list[str]:
+    """What stands behind the numbers of one target (runs, inits K, grid points), and what was not reached."""
+    notes = ["Every rate is `k/n = rate [low, high]`: `k` of `n` runs reached the target, with the 95% Wilson "
+             "interval; `inits` is K, the fewest runs (independent random inits) at one grid point. A best grid "
+             "point (and the search's best mask) is a maximum over many, so its rate is optimistic; pooled "
+             "rates count every run."]
+    search, levels = tables["search"], tables["levels"]
+    srows = df[df["kind"] == A.SEARCH_KIND]
+    if len(srows):
+        notes.append(f"The search (phase 2): {len(srows)} runs of {int(levels['masks'].sum())} masks on "
+                     f"{_grid_points(srows, A.SEARCH_GRID)} grid points (lr x schedule), K = "
+                     f"{_k_range(levels['inits'])} inits per mask and grid point (fewest per nnz level).")
+        for _, r in search.iterrows():
+            w = A.widths_label(r["widths"])
+            if pd.isna(r["search_nnz"]):
+                notes.append(f"The search of {w} did not reach {target:g}: none of its {r['runs']} runs "
+                             f"(K = {r['inits']}) reached it.")
+                continue
+            text = (f"The search of {w}: some run reached {target:g} at {r['search_nnz']:g} nnz; its best mask "
+                    f"there: {rate_text(round(r['best_rate'] * r['best_runs']), r['best_runs'], r['best_low'], r['best_high'])}"
+                    f" ({r['level_runs']} runs at that nnz).")
+            if pd.isna(r.get("rate_nnz", np.nan)):
+                text += f" No mask reached it in at least {min_rate:g} of its runs at one grid point."
+            else:
+                text += (f" At least {min_rate:g}: {r['rate_nnz']:g} nnz "
+                         f"({rate_text(round(r['rate'] * r['rate_runs']), r['rate_runs'], r['rate_low'], r['rate_high'])}).")
+            notes.append(text)
+    else:
+        notes.append("No search rows (phase 2): no search bound.")
+    drows = df[df["kind"] == A.DENSE_KIND]
+    if len(drows):
+        dense = tables["dense"]
+        notes.append(f"Phase 1: {len(drows)} runs of {len(dense)} dense architectures on "
+                     f"{_grid_points(drows, A.SEARCH_GRID)} grid points, K = {_k_range(dense['inits'])} inits "
+                     f"per architecture and grid point; {int((dense['reached_runs'] > 0).sum())} reached {target:g}.")
+    prows = df[df["kind"] == A.PRUNE_KIND]
+    if len(prows):
+        front = tables["frontier"]
+        never = sorted(f"{m} ({A.widths_label(w)})" for m, w, k in zip(front["method"], front["widths"],
+                                                                    front["reached_runs"]) if k == 0)
+        if len(never) > NEVER_LISTED:
+            never = [f"{len(never)} (method, architecture) pairs, see Methods"]
+        notes.append(f"The pruners: {len(prows)} runs, K = {_k_range(tables['success']['inits'])} inits per "
+                     f"budget and grid point (lr x schedule x hyper-parameters)."
+                     + (f" Never reached {target:g}: {', '.join(never)}." if never else ""))
+    ks = [pd.to_numeric(tables[k]["inits"], errors="coerce") for k in ("levels", "success")]
+    if any((k == 1).any() for k in ks):
+        notes.append("Where K = 1 a grid point's rate is 0 or 1 and its interval is wide ([0.21, 1] for 1/1): "
+                     "`rate_nnz` then says no more than the fewest nnz reached. Rerun with more seeds (--seeds K) "
+                     "for rates.")
+    return notes
 
 
 def _provenance(df: pd.DataFrame, sources) -> list[tuple[str, str]]:
@@ -183,10 +392,11 @@ def render_markdown(provenance, per_target: dict) -> str:
           "Zhang & Papyan, *Sparsest Models Elude Pruning* (ICML 2024). Accuracy is train accuracy "
           "(`logit > 0`); nnz counts nonzero weights (biases apart).", ""]
     md += [f"- **{k}**: {v}" for k, v in provenance] + [""]
-    for target, (tables, figures) in per_target.items():
+    for target, (tables, figures, notes) in per_target.items():
         md += [f"## Target {target:g}", ""]
+        md += [f"- {n}" for n in notes] + [""]
         for key, title, note in SECTIONS:
-            md += [f"### {title}", "", note, "", markdown_table(tables[key])]
+            md += [f"### {title}", "", note, "", markdown_table(report_view(key, tables))]
         for name, paths in figures.items():
             png = [p for p in paths if p.endswith(".png")] or paths
             links = " ".join(f"[{os.path.splitext(p)[1][1:]}]({os.path.basename(p)})" for p in paths)
@@ -212,10 +422,12 @@ def render_html(provenance, per_target: dict) -> str:
              "<p>Zhang &amp; Papyan, <em>Sparsest Models Elude Pruning</em> (ICML 2024). Accuracy is train "
              "accuracy (<code>logit &gt; 0</code>); nnz counts nonzero weights (biases apart).</p><ul>"]
     parts += [f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in provenance] + ["</ul>"]
-    for target, (tables, figures) in per_target.items():
+    for target, (tables, figures, notes) in per_target.items():
         parts.append(f"<h2>Target {target:g}</h2>")
+        parts += ["<ul>"] + [f"<li>{_inline_html(n)}</li>" for n in notes] + ["</ul>"]
         for key, title, note in SECTIONS:
-            parts += [f"<h3>{e(title)}</h3>", f"<p class='note'>{_inline_html(note)}</p>", html_table(tables[key])]
+            parts += [f"<h3>{e(title)}</h3>", f"<p class='note'>{_inline_html(note)}</p>",
+                      html_table(report_view(key, tables))]
         for name, paths in figures.items():
             png = [p for p in paths if p.endswith(".png")] or paths
             links = " ".join(f"<a href='{e(os.path.basename(p))}'>{e(os.path.splitext(p)[1][1:])}</a>"
@@ -227,8 +439,11 @@ def render_html(provenance, per_target: dict) -> str:
 
 
 def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=(), figures: bool = True,
-                 formats=("png", "svg")) -> dict:
+                 formats=("png", "svg"), min_rate: float = DEFAULT_MIN_RATE) -> dict:
     """Tables, figures, ``report.md`` and ``report.html`` for each target into ``out_dir``.
+
+    ``min_rate``: the success rate over inits (at a best grid point) above which a mask or a
+    budget counts as reliably reaching a target (``rate_nnz``, ``rate_level``).
 
     Returns ``{"tables": {target: {...}}, "files": [...]}``. Raises
     :class:`~cubist.analysis.ResultsError` when no run reached one of the targets.
@@ -240,9 +455,9 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
     os.makedirs(out_dir, exist_ok=True)
     per_target, files = {}, []
     for t in targets:
-        tables = audit_tables(df, t, methods)
+        tables = audit_tables(df, t, methods, min_rate)
         figs = audit_figures(df, tables, t, out_dir, formats) if figures else {}
-        per_target[t] = (tables, figs)
+        per_target[t] = (tables, figs, target_notes(df, tables, t, min_rate))
         files += [p for paths in figs.values() for p in paths]
     prov = _provenance(df, sources)
     for name, text in (("report.md", render_markdown(prov, per_target)),
@@ -251,16 +466,16 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
         files.append(path)
-    return {"tables": {t: tab for t, (tab, _) in per_target.items()}, "files": files}
+    return {"tables": {t: tab for t, (tab, _, _) in per_target.items()}, "files": files}
 
 
 def run_audit(results, targets=(0.95,), out_dir: str = DEFAULT_OUT, methods=None, figures: bool = True,
-              formats=("png", "svg")) -> dict:
+              formats=("png", "svg"), min_rate: float = DEFAULT_MIN_RATE) -> dict:
     """Load result stores and write the report (see :func:`write_report`)."""
     results = [results] if isinstance(results, (str, os.PathLike)) else list(results)
     df = A.load_results(results)
     return write_report(df, targets, out_dir, methods=methods, sources=results, figures=figures,
-                        formats=formats)
+                        formats=formats, min_rate=min_rate)
 
 
 # -- --quick ---------------------------------------------------------------------------------
@@ -289,7 +504,8 @@ def quick_sweeps(*, methods=QUICK_METHODS, widths=QUICK_WIDTHS, nnz=QUICK_NNZ, l
 def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = 50, target: float = 0.95,
                     hidden=QUICK_HIDDEN, max_nnz: int | None = None, methods=QUICK_METHODS, widths=QUICK_WIDTHS,
                     nnz=QUICK_NNZ, lrs=(0.05,), schedules=("cosine",), seeds: int = 1, device: str = "auto",
-                    jobs: int = 1, quiet: bool = True, figures: bool = True, log=print) -> dict:
+                    jobs: int = 1, quiet: bool = True, figures: bool = True, min_rate: float = DEFAULT_MIN_RATE,
+                    log=print) -> dict:
     """A small end-to-end audit into ``out_dir`` (results in ``out_dir/runs``, resumable).
 
     1. the search's phase 2 for ``hidden`` over the mask orbits, sparsest level first, until a
@@ -312,7 +528,7 @@ def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = 50, target: flo
                             epochs=epochs, device=device):
         log(f"quick audit: prune {cfg.method} {A.widths_label(cfg.widths)} at {cfg.nnz}")
         pruners.run_sweep(cfg, store=store, progress=not quiet, threads=jobs)
-    return run_audit([store.path], [target], out_dir, methods=list(methods), figures=figures)
+    return run_audit([store.path], [target], out_dir, methods=list(methods), figures=figures, min_rate=min_rate)
 
 
 # -- cubist audit ----------------------------------------------------------------------------
@@ -329,6 +545,10 @@ def add_parser(sub):
                    help="methods expected in the headline (missing ones are listed as 'no runs')")
     p.add_argument("--formats", type=csv(str, choices=("png", "svg")), default=["png", "svg"],
                    help="figure formats (default png,svg)")
+    p.add_argument("--min-rate", type=float, default=DEFAULT_MIN_RATE, metavar="Q",
+                   help="a mask or pruning budget reaches the target reliably when its best grid point "
+                        "reaches it in at least this fraction of its inits; the report gives the fewest nnz "
+                        f"that does (default {DEFAULT_MIN_RATE:g}: more often than not)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--quick", action="store_true",
                    help="run a small search and pruner sweep first (into DIR/runs), then audit it")
@@ -344,22 +564,27 @@ def _run(args):
     for t in args.target:
         if not 0 < t <= 1:
             raise CubistError(f"--target {t} is not an accuracy in (0, 1]")
+    if not 0 < args.min_rate <= 1:
+        raise CubistError(f"--min-rate {args.min_rate:g} is not a success rate in (0, 1]")
     if args.quick:
         if args.results:
             raise CubistError("--quick writes its own results; give no RESULTS")
         if len(args.target) > 1:
             raise CubistError("--quick audits one --target")
         report = run_quick_audit(args.out, epochs=args.epochs, target=args.target[0], device=args.device,
-                                 jobs=args.jobs, figures=not args.no_figures, quiet=args.quiet, log=print)
+                                 jobs=args.jobs, figures=not args.no_figures, quiet=args.quiet,
+                                 min_rate=args.min_rate, log=print)
     else:
         if not args.results:
             raise CubistError("give at least one RESULTS directory (or --quick)")
         report = run_audit(args.results, args.target, args.out, methods=args.methods,
-                           figures=not args.no_figures, formats=args.formats)
+                           figures=not args.no_figures, formats=args.formats, min_rate=args.min_rate)
     for t, tables in report["tables"].items():
-        print(f"Target {t:g}: fewest nonzero weights reaching it")
-        cols = ["rank", "method", "widths", "nnz", "effective_nnz", "ratio", "success_rate", "runs", "status"]
-        print(text_table(tables["headline"][cols]))
+        print(f"Target {t:g}: fewest nonzero weights reaching it; {RATE} at that nnz "
+              f"(best grid point, 95% interval); rate_nnz: fewest nnz with rate >= {args.min_rate:g}")
+        head = report_view("headline", tables)
+        cols = ["rank", "method", "widths", "nnz", "effective_nnz", "ratio", RATE, "inits", "rate_nnz", "status"]
+        print(text_table(head[[c for c in cols if c in head.columns]]))
         print()
     print(f"wrote {os.path.join(args.out, 'report.md')} and {os.path.join(args.out, 'report.html')}")
     return 0

@@ -4,7 +4,8 @@ from PIL import Image
 from cubist import audit
 from cubist.cli import main
 
-from handmade import prune_rows, search_rows, write_store
+from handmade import (MASK_S, W3, grid_runs, prune_rows, search_rows, success_dense_rows, success_prune_rows,
+                      success_search_rows, write_store)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,68 @@ def test_audit_bad_target_and_no_results(tmp_path, capsys):
     _one_line_error(capsys, "not an accuracy")
     assert main(["audit"]) == 2
     _one_line_error(capsys, "RESULTS")
+
+
+@pytest.fixture(scope="module")
+def success_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("success")
+    write_store(path, success_search_rows() + success_prune_rows() + success_dense_rows())
+    return path
+
+
+def test_audit_success_over_inits(success_store, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["audit", str(success_store), "--out", str(out), "--no-figures", "--methods", "gmp,snip"]) == 0
+    printed = capsys.readouterr().out
+    lines = [ln.split() for ln in printed.splitlines()]
+    # search: fewest nnz 18 (R), best mask there 2/10 at one grid point; 0.5 first reached at 20 (Q, 5/10)
+    assert lines[2] == ["1", "search", "2-3-3-3-1", "18", *lines[2][4:6], "2/10", "=", "0.20", "[0.06,", "0.51]",
+                        "5", "20", "ok"]
+    assert "3/10 = 0.30 [0.11, 0.60]" in printed and "10/10 = 1.00 [0.72, 1.00]" in printed
+    md = (out / "report.md").read_text()
+    assert "### Success over inits per nnz" in md
+    assert "| 20 | search | 2-3-3-3-1 | 2 | 2 | 10 | 40 | — | 5/10 = 0.50 [0.24, 0.76] | 0.0500 | cosine |" in md
+    assert "| 18 | search | 2-3-3-3-1 | 2 | 1 | 5 | 35 | — | 2/10 = 0.20 [0.06, 0.51] | 0.1000 | step |" in md
+    assert ("| 22 | gmp | 2-3-3-3-1 | — | — | 10 | 20 | 4/20 = 0.20 [0.08, 0.42] | 3/10 = 0.30 [0.11, 0.60] "
+            "| 0.0500 | cosine |") in md
+    assert "| 19 | gmp | 2-3-3-3-1 | — | — | 10 | 20 | 0/20 = 0.00 [0.00, 0.16] | 0/10 = 0.00 [0.00, 0.28] |" in md
+    # phase 1: (3,3,3) pooled 4/20, best grid point 3/10
+    assert ("| 2-3-3-3-1 | 27 | 20 | 10 | 4 | 4/20 = 0.20 [0.08, 0.42] | 3/10 = 0.30 [0.11, 0.60] | 0.0500 | cosine "
+            "| 0.9700 | yes |") in md
+    # how many inits and runs stand behind the numbers
+    assert "85 runs of 5 masks on 3 grid points (lr x schedule), K = 5 to 10 inits per mask and grid point" in md
+    assert ("The search of 2-3-3-3-1: some run reached 0.95 at 18 nnz; its best mask there: "
+            "2/10 = 0.20 [0.06, 0.51] (35 runs at that nnz). At least 0.5: 20 nnz (5/10 = 0.50 [0.24, 0.76]).") in md
+    assert "Phase 1: 28 runs of 2 dense architectures on 2 grid points, K = 4 to 10 inits" in md
+    assert "The pruners: 50 runs, K = 10 inits per budget and grid point" in md and "K = 1 a grid" not in md
+    html = (out / "report.html").read_text()
+    assert "Success over inits per nnz" in html and "5/10 = 0.50 [0.24, 0.76]" in html
+
+
+def test_audit_min_rate(success_store, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["audit", str(success_store), "--out", str(out), "--no-figures", "--min-rate", "0.6"]) == 0
+    md = (out / "report.md").read_text()
+    assert "At least 0.6: 24 nnz (9/10 = 0.90 [0.60, 0.98])." in md
+    tables = audit.audit_tables(audit.A.load_results(success_store), 0.95, min_rate=0.95)
+    rate_nnz = audit.report_view("headline", tables).set_index("method")["rate_nnz"]
+    assert rate_nnz.isna().to_dict() == {"search": True, "gmp": True, "snip": False} and rate_nnz["snip"] == 22
+    assert "No mask reached it in at least 0.95 of its runs" in " ".join(
+        audit.target_notes(audit.A.load_results(success_store), tables, 0.95, 0.95))
+    capsys.readouterr()
+    for bad in ("0", "1.5"):
+        assert main(["audit", str(success_store), "--out", str(out), "--min-rate", bad]) == 2
+        _one_line_error(capsys, "--min-rate")
+
+
+def test_audit_search_not_reached(tmp_path, capsys):
+    path = tmp_path / "store"
+    write_store(path, success_prune_rows() + grid_runs("search_masks", "mask", W3, MASK_S, 0.05, "cosine", 5, 0))
+    out = tmp_path / "rep"
+    assert main(["audit", str(path), "--out", str(out), "--no-figures"]) == 0
+    md = (out / "report.md").read_text()
+    assert "The search of 2-3-3-3-1 did not reach 0.95: none of its 5 runs (K = 5) reached it." in md
+    assert "| — | search | 2-3-3-3-1 | — |" in md and "never reached" in capsys.readouterr().out
 
 
 def test_quick_audit_end_to_end(tmp_path, capsys):
