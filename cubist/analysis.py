@@ -17,7 +17,8 @@ Conventions, the same in every table:
   the method's ``params``) whose runs differ only in their init (seed index ``seed``); ``inits``
   is K, the fewest runs at one grid point. ``rate`` pools every run of a group; ``best_*``
   describe its best grid point (most successes, then highest rate, then best accuracy, then the
-  smallest ``lr`` and first ``schedule``) -- a maximum over grid points, so optimistic;
+  smallest ``lr`` and the last ``schedule`` by name, as ``search.phases.mask_rates`` breaks
+  ties) -- a maximum over grid points, so optimistic;
 - "nnz" is the number of nonzero *weights* (``weight_nnz``; biases are recorded separately, as
   in the paper's tables); ``effective_nnz`` counts the weights on an input-to-output path (§5);
 - search rows are ``kind == "search_masks"`` (phase 2, method ``"mask"``); pruner rows are
@@ -192,8 +193,8 @@ def _success_over_inits(rows: pd.DataFrame, by: list, grid, confidence: float) -
     points = rows.groupby(by + grid, sort=False, dropna=False).agg(
         runs=("run_id", "size"), successes=("_succ", "sum"), acc=("_acc", "max")).reset_index()
     points["rate"] = points["successes"] / points["runs"]
-    points = points.sort_values(["successes", "rate", "acc"] + grid, ascending=[False, False, False] + [True] * len(grid),
-                                na_position="last", kind="stable")
+    order = [False, False, False] + [c != "schedule" for c in grid]   # ties as search.phases.mask_rates
+    points = points.sort_values(["successes", "rate", "acc"] + grid, ascending=order, na_position="last", kind="stable")
     best = points.drop_duplicates(by, keep="first")
     best = best.rename(columns={**{c: f"best_{c}" for c in grid}, "runs": "best_runs",
                                 "successes": "best_successes"})[by + best_grid + ["best_runs", "best_successes"]]
@@ -249,7 +250,8 @@ def level_success(df: pd.DataFrame, target: float, confidence: float = 0.95) -> 
 
     Columns: ``masks``, ``runs``, ``inits`` (fewest runs of one mask at one grid point),
     ``masks_reaching`` (masks with at least one run reaching ``target``); the level's best mask
-    (highest ``best_rate``, then ``best_successes``, pooled ``successes``, ``best_acc``, key):
+    (highest ``best_rate``, then ``best_successes``, ``best_acc``, the larger key, as the
+    search's levels choose it):
     ``mask``, ``best_lr``, ``best_schedule``, ``best_runs``, ``best_successes``, ``best_rate``,
     ``best_low``, ``best_high``, ``best_acc`` and ``run_id`` (of :func:`mask_success`).
     """
@@ -266,8 +268,8 @@ def _levels(per_mask: pd.DataFrame) -> pd.DataFrame:
     per_mask = per_mask.assign(_reaching=(per_mask["successes"] > 0).astype(int))
     levels = per_mask.groupby(by, sort=True).agg(masks=("mask", "size"), runs=("runs", "sum"), inits=("inits", "min"),
                                                  masks_reaching=("_reaching", "sum")).reset_index()
-    best = per_mask.sort_values(["best_rate", "best_successes", "successes", "best_acc", "mask"],
-                                ascending=[False, False, False, False, True], na_position="last", kind="stable")
+    best = per_mask.sort_values(["best_rate", "best_successes", "best_acc", "mask"], ascending=False,
+                                na_position="last", kind="stable")
     best = best.drop_duplicates(by, keep="first")[by + cols[6:]]
     out = levels.merge(best, on=by, how="left")
     return out.sort_values(by, kind="stable").reset_index(drop=True)[cols]

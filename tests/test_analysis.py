@@ -397,6 +397,27 @@ def test_mask_success_pooled_and_best_grid_point(succ):
     assert m.loc[_hex(MASK_T), "best_successes"] == 9
 
 
+def test_mask_success_agrees_with_the_search(succ):
+    """The report's best grid point is the search's (search.phases.mask_rates), ties included."""
+    phases = pytest.importorskip("search.phases")
+    if not hasattr(phases, "mask_rates"):
+        pytest.skip("search.phases.mask_rates not available")
+    tie = [row("search_masks", "mask", W3, MASK_A, acc, seed=k, lr=lr, schedule=sch, keep_weights=False)
+           for lr, sch in [(0.05, "cosine"), (0.05, "step"), (0.1, "constant")] for k, acc in enumerate([0.96, 0.9])]
+    rows_ = A._normalise(pd.concat([succ, pd.DataFrame(tie)], ignore_index=True))
+    rows_ = rows_[rows_["kind"] == "search_masks"]
+    records = [dict(r, mask=bytes(r["mask_bits"]).hex()) for r in rows_.to_dict("records")]
+    theirs = phases.mask_rates(records, TARGET)
+    mine = A.mask_success(rows_, TARGET).set_index("mask")
+    assert set(mine.index) == set(theirs)
+    for key, r in theirs.items():
+        m = mine.loc[key]
+        assert (m["runs"], m["successes"], m["best_lr"], m["best_schedule"], m["best_runs"], m["best_successes"]) == (
+            r.runs, r.successes, r.best_lr, r.best_schedule, r.best_runs, r.best_successes), key
+        assert m["best_rate"] == r.rate and (m["best_low"], m["best_high"]) == pytest.approx(r.interval)
+    assert mine.loc[_hex(MASK_A), "best_schedule"] == theirs[_hex(MASK_A)].best_schedule == "step"   # a full tie
+
+
 def test_level_success(succ):
     lv = A.level_success(succ, TARGET).set_index("weight_nnz")
     assert list(lv.index) == [18, 20, 24]
