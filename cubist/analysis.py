@@ -202,7 +202,8 @@ def _success_over_inits(rows: pd.DataFrame, by: list, grid, confidence: float) -
         runs=("runs", "sum"), inits=("runs", "min"), successes=("successes", "sum")).reset_index()
     top = rows.sort_values(["_acc", "run_id"], ascending=[False, True], na_position="last", kind="stable")
     top = top.drop_duplicates(by, keep="first")
-    top = top.assign(best_acc=top["_acc"], run_id=top["run_id"].where(top["_acc"].notna(), None))[by + ["best_acc", "run_id"]]
+    top = top.assign(best_acc=top["_acc"], run_id=top["run_id"].where(top["_acc"].notna(), None))
+    top = top[by + ["best_acc", "run_id"]]
     out = pooled.merge(best, on=by, how="left").merge(top, on=by, how="left")
     for c in ("runs", "inits", "successes", "best_runs", "best_successes"):
         out[c] = out[c].astype(int)
@@ -520,7 +521,8 @@ def headline(df: pd.DataFrame, target: float, methods=None, min_rate: float | No
         cols += ["rate_nnz", "rate_ratio"]
     search = sparsest_search(df, target, min_rate, confidence)
     front = method_frontier(df, target, min_rate, confidence)
-    rate_bound = search[["widths", "rate_nnz"]].rename(columns={"rate_nnz": "search_nnz"}) if min_rate is not None else None
+    rate_bound = (search[["widths", "rate_nnz"]].rename(columns={"rate_nnz": "search_nnz"})
+                  if min_rate is not None else None)
     rows = []
     for _, s in search.iterrows():
         bound = search_bound(search, s["widths"])   # a smaller searched architecture may be sparser

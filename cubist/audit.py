@@ -341,14 +341,14 @@ def target_notes(df: pd.DataFrame, tables: dict, target: float, min_rate: float)
                 notes.append(f"The search of {w} did not reach {target:g}: none of its {r['runs']} runs "
                              f"(K = {r['inits']}) reached it.")
                 continue
+            best = rate_text(round(r["best_rate"] * r["best_runs"]), r["best_runs"], r["best_low"], r["best_high"])
             text = (f"The search of {w}: some run reached {target:g} at {r['search_nnz']:g} nnz; its best mask "
-                    f"there: {rate_text(round(r['best_rate'] * r['best_runs']), r['best_runs'], r['best_low'], r['best_high'])}"
-                    f" ({r['level_runs']} runs at that nnz).")
+                    f"there: {best} ({r['level_runs']} runs at that nnz).")
             if pd.isna(r.get("rate_nnz", np.nan)):
                 text += f" No mask reached it in at least {min_rate:g} of its runs at one grid point."
             else:
-                text += (f" At least {min_rate:g}: {r['rate_nnz']:g} nnz "
-                         f"({rate_text(round(r['rate'] * r['rate_runs']), r['rate_runs'], r['rate_low'], r['rate_high'])}).")
+                at = rate_text(round(r["rate"] * r["rate_runs"]), r["rate_runs"], r["rate_low"], r["rate_high"])
+                text += f" At least {min_rate:g}: {r['rate_nnz']:g} nnz ({at})."
             notes.append(text)
     else:
         notes.append("No search rows (phase 2): no search bound.")
