@@ -1,14 +1,16 @@
 """Throughput of the search engine: 50-epoch mask trainings per second on the full Cubist Spiral.
 
-Workload (Zhang & Papyan 2024, §3 of ALGORITHMS.md): (2, 3, 3, 3, 1) masks drawn uniformly from
-the orbit enumeration of ``search.enumerate`` (random eligible masks if that module is missing;
-the output says which), each with one point of the paper's search grid (lr in {0.05, 0.1}, the
-three schedules) and seed ``r % seeds``, 49,982 points, batch 128, 390 steps per epoch.
+Workload (Zhang & Papyan 2024, §3 of ALGORITHMS.md), the search's real one: (2, 3, 3, 3, 1)
+masks drawn uniformly from the orbit enumeration of ``search.enumerate``, each trained at all six
+points of the paper's search grid (lr in {0.05, 0.1} x the three schedules), every run from its
+own random init (:func:`search.phases.search_init_seed`), seed index 0 (one data order),
+49,982 points, batch 128, 390 steps per epoch.
 
 Measured in one run on this machine:
 
 - the engine (:func:`search.engine.train_masks`) on all cores, full 50-epoch trainings, wall
-  clock including data order, init and final evaluation;
+  clock including data order, init and final evaluation, with and without the exact early exit
+  (the rows must agree; the benchmark checks it);
 - the reference trainer (:func:`cubist.train.train_reference`) one model at a time in as many
   processes as cores (``torch.set_num_threads(1)`` each); every process times ``--ref-runs``
   runs of ``--ref-epochs`` epochs after a warm-up, and the time per epoch is scaled to 50 epochs;
@@ -20,7 +22,8 @@ Measured in one run on this machine:
 
 The machine may be shared: the load average is printed before and after, and the engine's
 throughput per CPU-second shows what an idle machine would give. The last line is
-``RESULT engine_per_s=... reference_per_s=... ratio=... peak_fraction=...``.
+``RESULT engine_per_s=... reference_per_s=... ratio=... peak_fraction=... early_exit_speedup=...``
+(``engine_per_s`` and ``ratio`` with early exit, as the search runs).
 """
 from __future__ import annotations
 
@@ -102,22 +105,20 @@ def _reference_worker(masks, hps, epochs: int) -> float:
     from cubist.spiral import make_spiral
     from cubist.train import TrainConfig, train_reference
     X, y = make_spiral()
-    lr, schedule, seed = hps[0]
-    train_reference(MaskedMLP(WIDTHS, masks[0], seed=seed), X, y,
-                    TrainConfig(lr=lr, schedule=schedule, epochs=1, seed=seed), device="cpu")
+    lr, schedule, init_seed = hps[0]
+    train_reference(MaskedMLP(WIDTHS, masks[0], seed=init_seed), X, y,
+                    TrainConfig(lr=lr, schedule=schedule, epochs=1, seed=0), device="cpu")
     t = time.perf_counter()
-    for m, (lr, schedule, seed) in zip(masks, hps):
-        train_reference(MaskedMLP(WIDTHS, m, seed=seed), X, y,
-                        TrainConfig(lr=lr, schedule=schedule, epochs=epochs, seed=seed), device="cpu")
+    for m, (lr, schedule, init_seed) in zip(masks, hps):
+        train_reference(MaskedMLP(WIDTHS, m, seed=init_seed), X, y,
+                        TrainConfig(lr=lr, schedule=schedule, epochs=epochs, seed=0), device="cpu")
     return (time.perf_counter() - t) / (epochs * len(masks))
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", type=int, default=1500, help="masks the engine trains (default 1500)")
+    ap.add_argument("--masks", type=int, default=250, help="masks, each at the 6 grid points (default 250)")
     ap.add_argument("--epochs", type=int, default=50, help="engine epochs per training (default 50)")
-    ap.add_argument("--seeds", type=int, default=1,
-                    help="distinct seeds, model r gets r %% seeds (default 1, the search grid's default)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="engine threads and reference "
                     "processes (default: all cores)")
     ap.add_argument("--ref-runs", type=int, default=2, help="reference runs per process (default 2)")
@@ -127,7 +128,7 @@ def main(argv=None) -> None:
 
     from joblib import Parallel, delayed
 
-    from cubist.spiral import make_spiral
+    from cubist.spiral import Dataset
     from search.engine import train_masks
 
     cores = args.threads
@@ -135,16 +136,22 @@ def main(argv=None) -> None:
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rng = np.random.default_rng(args.seed)
     t = time.perf_counter()
-    masks, source = sample_masks(args.models, rng)
-    print(f"masks: {args.models} (2,3,3,3,1) masks, {source} ({time.perf_counter() - t:.1f} s)")
-    nnz = sum(m.sum(axis=(1, 2)) for m in masks[:3])
+    picked, source = sample_masks(args.masks, rng)
+    print(f"masks: {args.masks} (2,3,3,3,1) masks x {len(GRID)} grid points, {source} "
+          f"({time.perf_counter() - t:.1f} s)")
+    nnz = sum(m.sum(axis=(1, 2)) for m in picked[:3])
     print(f"       W1+W2+W3 nnz: mean {nnz.mean():.1f}, min {nnz.min()}, max {nnz.max()} "
           f"(+3 dense output weights)")
-    X, y = make_spiral()
-    R = args.models
+    from search.phases import mask_key, search_init_seed
+    masks = [np.repeat(m, len(GRID), axis=0) for m in picked]
+    R = len(masks[0])
     lrs = [GRID[r % len(GRID)][0] for r in range(R)]
     schedules = [GRID[r % len(GRID)][1] for r in range(R)]
-    seeds = [r % args.seeds for r in range(R)]
+    seeds = [0] * R
+    init_seeds = [search_init_seed(WIDTHS, mask_key([m[r] for m in masks]), lrs[r], schedules[r], 0)
+                  for r in range(R)]
+    data = Dataset.spiral()
+    X, y = data.X, data.y
     steps = len(X) // 128
 
     # engine: compile (or load the numba cache) on a tiny problem first
@@ -152,21 +159,34 @@ def main(argv=None) -> None:
     train_masks(X[:256], y[:256], WIDTHS, [m[:2] for m in masks], lrs=0.1, schedules="cosine", seeds=0,
                 epochs=1, threads=cores)
     print(f"engine: compiled / loaded from cache in {time.perf_counter() - t:.1f} s")
-    t, c = time.perf_counter(), time.process_time()
-    res = train_masks(X, y, WIDTHS, masks, lrs=lrs, schedules=schedules, seeds=seeds, epochs=args.epochs,
-                      threads=cores)
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    timed = {}
+    for early_exit in (False, True):
+        t, c = time.perf_counter(), time.process_time()
+        res = train_masks(X, y, WIDTHS, masks, lrs=lrs, schedules=schedules, seeds=seeds, epochs=args.epochs,
+                          threads=cores, init_seeds=init_seeds, early_exit=early_exit,
+                          X_heldout=data.X_heldout, y_heldout=data.y_heldout)
+        timed[early_exit] = (time.perf_counter() - t, time.process_time() - c, res)
+        wall, cpu, _ = timed[early_exit]
+        exited = res.exit_epoch > 0
+        print(f"engine, early exit {'on ' if early_exit else 'off'}: {R} trainings x {args.epochs} epochs in "
+              f"{wall:.1f} s wall, {cpu:.1f} s CPU ({res.diverged.sum()} diverged, mean train acc "
+              f"{res.train_acc.mean():.3f}, {(res.train_acc >= 0.95).sum()} at >= 95%, "
+              f"{(res.train_acc == 0.5).sum()} at exactly 0.5"
+              + (f", {exited.sum()} exited, mean exit epoch {res.exit_epoch[exited].mean():.1f})" if early_exit
+                 else ")"))
+    off, on = timed[False][2], timed[True][2]
+    same = all(np.array_equal(getattr(off, f), getattr(on, f)) for f in ("train_acc", "heldout_acc", "diverged"))
+    print(f"early exit on and off: identical train/held-out accuracy and divergence for all {R} runs: {same}")
+    wall, cpu, res = timed[True]
+    early_exit_speedup = timed[False][0] / wall
     scale = args.epochs / 50
     engine_per_s = R * scale / wall
     flops = useful_flops(masks, res.epochs_run, steps, 128, len(X))
     load_mid = os.getloadavg()
-    print(f"engine: {R} trainings x {args.epochs} epochs in {wall:.1f} s wall, {cpu:.1f} s CPU "
-          f"({res.diverged.sum()} diverged, mean train acc {res.train_acc.mean():.3f}, "
-          f"{(res.train_acc >= 0.95).sum()} at >= 95%)")
 
     # reference: one model at a time per process, as many processes as cores
     ref_masks = [[m[r] for m in masks] for r in range(cores * args.ref_runs)]
-    ref_hps = [(lrs[r], schedules[r], seeds[r]) for r in range(cores * args.ref_runs)]
+    ref_hps = [(lrs[r], schedules[r], init_seeds[r]) for r in range(cores * args.ref_runs)]
     t = time.perf_counter()
     per_epoch = Parallel(n_jobs=cores)(
         delayed(_reference_worker)(ref_masks[p::cores], ref_hps[p::cores], args.ref_epochs) for p in range(cores))
@@ -184,12 +204,14 @@ def main(argv=None) -> None:
     print(f"{'50-epoch trainings / s':28}{engine_per_s:14.2f}{reference_per_s:14.3f}")
     print(f"{'s per training per core':28}{cores * wall / (R * scale):14.4f}{np.mean(per_epoch) * 50:14.2f}")
     print(f"{'trainings / CPU-second':28}{R * scale / cpu:14.2f}{'':>14}")
-    print(f"ratio engine / reference: {engine_per_s / reference_per_s:.0f}x")
+    print(f"ratio engine / reference: {engine_per_s / reference_per_s:.0f}x; early exit: "
+          f"{early_exit_speedup:.2f}x ({timed[False][0]:.1f} s off, {wall:.1f} s on)")
     print(f"engine useful GFLOP/s: {gflops:.1f}; fp32 sgemm peak on {cores} cores: {peak:.0f} GFLOP/s "
           f"({detail}); fraction {gflops / peak:.3f}")
     print(f"load average during engine: {load_mid[0]:.2f}, after: {' '.join(f'{x:.2f}' for x in load_after)}")
     print(f"RESULT engine_per_s={engine_per_s:.2f} reference_per_s={reference_per_s:.4f} "
-          f"ratio={engine_per_s / reference_per_s:.1f} peak_fraction={gflops / peak:.4f}")
+          f"ratio={engine_per_s / reference_per_s:.1f} peak_fraction={gflops / peak:.4f} "
+          f"early_exit_speedup={early_exit_speedup:.3f}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def wilson_interval(successes, runs, confidence: float = 0.95):
     ``low = (p + z^2/2n - z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` (``high`` with ``+``),
     ``p = successes / runs``, ``z`` the two-sided normal quantile of ``confidence``. Unlike the
     normal approximation it stays inside [0, 1] and is informative at 0 of n (``high`` =
-    ``z^2 / (n + z^2)``). ``runs = 0`` gives ``(0, 1)``.
+    ``z^2 / (n + z^2)``; exactly 0 at 0 of n and 1 at n of n). ``runs = 0`` gives ``(0, 1)``.
     """
     from scipy.stats import norm
 
@@ -43,8 +43,8 @@ def wilson_interval(successes, runs, confidence: float = 0.95):
         centre = p + z * z / (2 * nn)
         half = z * np.sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn))
         denom = 1 + z * z / nn
-        low = np.where(n > 0, np.clip((centre - half) / denom, 0, 1), 0.0)
-        high = np.where(n > 0, np.clip((centre + half) / denom, 0, 1), 1.0)
+        low = np.where((n > 0) & (k > 0), np.clip((centre - half) / denom, 0, 1), 0.0)
+        high = np.where((n > 0) & (k < n), np.clip((centre + half) / denom, 0, 1), 1.0)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high

@@ -354,9 +354,9 @@ def test_wilson_interval_closed_forms():
     from cubist.stats import wilson_interval
     n = 10
     low, high = wilson_interval(0, n)
-    assert low == pytest.approx(0, abs=1e-12) and high == pytest.approx(Z95 ** 2 / (n + Z95 ** 2), rel=1e-12)
+    assert low == 0.0 and high == pytest.approx(Z95 ** 2 / (n + Z95 ** 2), rel=1e-12)
     low, high = wilson_interval(n, n)
-    assert low == pytest.approx(n / (n + Z95 ** 2), rel=1e-12) and high == pytest.approx(1, abs=1e-12)
+    assert low == pytest.approx(n / (n + Z95 ** 2), rel=1e-12) and high == 1.0
     assert wilson_interval(3, 10) == pytest.approx(wilson(3, 10), rel=1e-12)
     assert wilson_interval(3, 10) == pytest.approx((0.107791, 0.603222), abs=1e-6)   # the textbook 3 of 10
     assert wilson_interval(0, 0) == (0.0, 1.0)

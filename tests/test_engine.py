@@ -288,3 +288,67 @@ def test_progress_and_many_seeds(subset):
     for (W, b), (W2, b2) in zip(res.weights, quiet.weights):
         np.testing.assert_array_equal(W, W2)
         np.testing.assert_array_equal(b, b2)
+
+
+# -- exact early exit --------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("hidden, max_nnz, n_masks", [((3, 3, 3), 20, 250), ((4, 2, 5), 24, 150)])
+def test_early_exit_gives_the_rows_of_full_training(hidden, max_nnz, n_masks):
+    """Early exit on and off: identical accuracy (training and held-out) and divergence on real
+    50-epoch spiral runs of sparse masks, every schedule and lr up to 0.2, each run its own init;
+    runs that never exit are identical to the last bit. Some runs must exit, or nothing is tested."""
+    from cubist.spiral import Dataset
+    from search.enumerate import enumerate_masks
+    from search.phases import mask_key, search_init_seed
+    widths = (2, *hidden, 1)
+    data = Dataset.spiral()
+    pool = [m for m in enumerate_masks(widths) if sum(int(x.sum()) for x in m[:-1]) <= max_nnz - hidden[-1]]
+    pick = np.random.default_rng(3).choice(len(pool), n_masks, replace=False)
+    grid = [(lr, s) for lr in (0.05, 0.1, 0.2) for s in ("cosine", "step", "constant")]
+    runs = [(pool[i], lr, s) for i in pick for lr, s in grid]
+    masks = [np.stack([r[0][l] for r in runs]) for l in range(len(widths) - 1)]
+    kw = dict(lrs=[r[1] for r in runs], schedules=[r[2] for r in runs], seeds=[0] * len(runs),
+              init_seeds=[search_init_seed(widths, mask_key(m), lr, s, 0) for m, lr, s in runs],
+              X_heldout=data.X_heldout, y_heldout=data.y_heldout)
+    on = train_masks(data.X, data.y, widths, masks, early_exit=True, **kw)
+    off = train_masks(data.X, data.y, widths, masks, early_exit=False, **kw)
+    exited = on.exit_epoch > 0
+    assert exited.sum() >= 0.01 * len(runs) and (on.exit_epoch[exited] < 50).all()
+    assert (off.exit_epoch == 0).all() and (on.epochs_run[exited] == on.exit_epoch[exited]).all()
+    np.testing.assert_array_equal(on.train_acc, off.train_acc)
+    np.testing.assert_array_equal(on.heldout_acc, off.heldout_acc)
+    np.testing.assert_array_equal(on.diverged, off.diverged)
+    assert (on.train_acc[exited] == 0.5).all()
+    np.testing.assert_array_equal(on.final_loss[~exited], off.final_loss[~exited])
+    for (w_on, b_on), (w_off, b_off) in zip(on.weights, off.weights):
+        np.testing.assert_array_equal(w_on[~exited], w_off[~exited])
+
+
+def test_early_exit_cone_is_invariant():
+    """The cone {p <= 0, v >= kappa p} is never left by gradient-free float32 SGD steps at any
+    lr up to the base rate (every schedule decreases), from its boundary and from inside."""
+    rng = np.random.default_rng(0)
+    mu, wd = np.float32(0.9), np.float32(5e-4)
+    for lr0 in (0.05, 0.1, 0.2, 0.5):
+        kappa = np.float32(engine.cone_kappa(lr0, 0.9, 5e-4))
+        assert kappa > 0
+        p = -rng.lognormal(0, 3, 20000).astype(np.float32)
+        v = (kappa * p * rng.uniform(0, 1, 20000) + (rng.uniform(size=20000) < 0.3) * rng.lognormal(0, 3, 20000)
+             ).astype(np.float32)
+        v[:500] = kappa * p[:500]
+        for e in range(50):
+            lr = np.float32(lr0 * (1 + np.cos(np.pi * e / 50)) / 2)
+            for _ in range(390):
+                v = mu * v + (np.float32(0) + wd * p)
+                p = p - lr * v
+            assert (p <= 0).all() and (v >= kappa * p).all()
+    assert engine.cone_kappa(0.1, 0.9, 0.0) > 0 and engine.cone_kappa(1e6, 0.9, 5e-4) == 0.0
+
+
+def test_early_exit_needs_balanced_classes(subset):
+    X, y = subset
+    y = y.copy()
+    y[: 10] = 1 - y[: 10]
+    with pytest.raises(ValueError, match="balanced"):
+        train_masks(X, y, (2, 2, 1), [np.ones((2, 2), bool), np.ones((1, 2), bool)], lrs=0.1, schedules="cosine",
+                    seeds=0, epochs=1, early_exit=True)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The reference search results of cubist-audit (issue 9 semantics: every run its own random init).
+# Resumable: runs already in a store are skipped. Each stage writes its command's output to
+# results/<store>.txt.
+#   bash results/regenerate.sh widths          phase 1, widths 1..8, 10 inits per architecture and grid point
+#   bash results/regenerate.sh masks 3,3,3     phase 2, every orbit, adaptive seeds 1,3,10 (exhaustive)
+#   bash results/regenerate.sh uniform 3,3,3   phase 2, 10 inits for every mask and grid point, sparsest first,
+#                                              seeded with the adaptive store's runs (the same runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+grid="--target 0.95 --lrs 0.05,0.1 --schedules cosine,step,constant"
+name() { echo "search_${1//,/}"; }
+case "$1" in
+  widths)
+    cubist search widths --max-width 8 --seeds 10 $grid --out results/search_widths --quiet \
+      2>&1 | tee results/search_widths.txt ;;
+  masks)
+    out=results/$(name "$2")
+    cubist search masks --widths "$2" --exhaustive --adaptive-inits 1,3,10 --keep 0.25 --min-rate 0.1 $grid \
+      --out "$out" --quiet 2>&1 | tee "$out.txt" ;;
+  uniform)
+    out=results/$(name "$2")_k10
+    mkdir -p "$out"
+    cp -n results/$(name "$2")/part-*.parquet "$out"/ 2>/dev/null || true
+    cubist search masks --widths "$2" --seeds 10 --min-rate 0.1 $grid --out "$out" --quiet 2>&1 | tee "$out.txt" ;;
+  *) echo "unknown stage $1" >&2; exit 2 ;;
+esac
