@@ -133,6 +133,11 @@ def _run_widths(args):
           f"({res.inits} inits per grid point): {res.pareto}")
     for h in res.pareto:
         print(f"  {','.join(map(str, h))}: {res.rates[h].describe()}")
+    if res.by_weights:
+        from .phases import weight_count
+        n = weight_count((2, *res.by_weights[0], 1))
+        print(f"fewest weights reaching {args.target:.4g} in some run: "
+              + ", ".join(f"{','.join(map(str, h))} ({n} weights; {res.rates[h].describe()})" for h in res.by_weights))
     return 0
 
 

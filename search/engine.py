@@ -407,9 +407,171 @@ def _never_changes(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, kappa, hull, eps,
             return True
     return False
 
+
+
+@njit(**_JIT)
+def _screen(A, Xs, m, U, B, n_in, uoff, rpf, coff, w, bf):
+    """Cheap necessary test on one block of points ``Xs (n_in*B,)``: some hidden layer has no unit
+    whose activation varies over the block (every unit zero or constant)."""
+    mu = np.uint64(m)
+    for i in range(n_in * B):
+        A[i] = Xs[i]
+    _forward(A, rpf, mu * (U + _U1), coff, w, bf, mu * U, n_in, U, B)
+    for layer in range(1, len(uoff) - 2):
+        flat = True
+        for u in range(uoff[layer], uoff[layer + 1]):
+            o = np.uint64(u) * B
+            lo = A[o]
+            hi = A[o]
+            for i in range(B):
+                lo = min(lo, A[o + i])
+                hi = max(hi, A[o + i])
+            if hi > lo:
+                flat = False
+                break
+        if flat:
+            return True
+    return False
+
+
+@njit(**_INLINE)
+def _iv_mul(a1, a2, g1, g2):
+    """[a1, a2] * [g1, g2] for g1 >= 0 (g2 may be inf; no 0 * inf)."""
+    hi = a2 * g2 if a2 > 0 else a2 * g1
+    lo = a1 * g1 if a1 >= 0 else a1 * g2
+    return lo, hi
+
+
+@njit(**_JIT)
+def _ibp_constant(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, lr_all, e_next, steps, momentum, weight_decay,
+                  box_lo, box_hi, eps, n_seg):
+    """Whether model m provably outputs one constant for the rest of training (the second test of
+    :func:`train_masks`' early exit): interval bounds over data boxes and the shrinking future.
+
+    Gradient-free parameters follow ``p_t = a_t p + b_t v`` (the same a_t, b_t for all, from the
+    remaining learning rates), i.e. ``a_t (p + g_t v)`` with ``g_t = b_t / a_t``. A ReLU network
+    whose weights and biases all carry the factor ``a > 0`` has normalised activations
+    ``g_1 = relu(W1 x + b1)``, ``g_k = relu(a W_k g_(k-1) + b_k)``. Per segment of the future
+    (ranges of a and g) and per box of data points, interval arithmetic bounds every unit; a unit
+    is DEAD when its pre-activation is <= -eps times its terms' magnitude everywhere, CONST when no
+    input varies (its inputs are DEAD or CONST; its value is trained but equal on every point),
+    VARY otherwise. A layer without a VARY unit gives a constant output; below it every DEAD and
+    VARY unit has delta 0 (VARY units feed only DEAD units of the next layer), so their parameters
+    are gradient-free, which the bounds assumed (induction over the steps). A weight from a CONST
+    unit (trained value >= 0) must be <= 0 throughout for its DEAD unit.
+    """
+    epochs = lr_all.shape[0]
+    T = (epochs - e_next) * steps
+    if T <= 0:
+        return False
+    n_seg = min(n_seg, T + 1)
+    a_lo = np.full(n_seg, np.inf)
+    a_hi = np.full(n_seg, -np.inf)
+    g_lo = np.full(n_seg, np.inf)
+    g_hi = np.full(n_seg, -np.inf)
+    p1, v1, p2, v2 = 1.0, 0.0, 0.0, 1.0  # p_t = p1 p + p2 v (v: the buffer), from t = 0 (now)
+    mom = np.float64(momentum)
+    wd = np.float64(weight_decay)
+    a_lo[0] = a_hi[0] = 1.0
+    g_lo[0] = g_hi[0] = 0.0
+    t = 1
+    for e in range(e_next, epochs):
+        eta = np.float64(lr_all[e, m])
+        for _ in range(steps):
+            v1 = mom * v1 + wd * p1
+            p1 = p1 - eta * v1
+            v2 = mom * v2 + wd * p2
+            p2 = p2 - eta * v2
+            if not p1 > 0:
+                return False
+            k = t * n_seg // (T + 1)
+            a_lo[k] = min(a_lo[k], p1)
+            a_hi[k] = max(a_hi[k], p1)
+            g = p2 / p1
+            g_lo[k] = min(g_lo[k], g)
+            g_hi[k] = max(g_hi[k], g)
+            t += 1
+    mu = np.uint64(m)
+    ro = mu * (U + _U1)
+    bo = mu * U
+    nb = box_lo.shape[0]
+    n_in = box_lo.shape[1]
+    st = np.full(U, 2, np.int8)  # 0 DEAD, 1 CONST, 2 VARY
+    glo = np.zeros((n_seg, nb, U))
+    ghi = np.zeros((n_seg, nb, U))
+    for s in range(n_seg):
+        for bx in range(nb):
+            for j in range(n_in):
+                glo[s, bx, j] = box_lo[bx, j]
+                ghi[s, bx, j] = box_hi[bx, j]
+    for layer in range(1, len(uoff) - 2):
+        any_vary = False
+        for u in range(uoff[layer], uoff[layer + 1]):
+            uu = np.uint64(u)
+            k0 = rpf[ro + uu]
+            k1 = rpf[ro + uu + _U1]
+            has_vary = False
+            for k in range(k0, k1):
+                if st[coff[k] // B] == 2:
+                    has_vary = True
+            b0 = np.float64(bf[bo + uu])
+            bv = np.float64(bbf[bo + uu])
+            dead = True
+            for s in range(n_seg):
+                bl = min(b0 + g_lo[s] * bv, b0 + g_hi[s] * bv)
+                bh = max(b0 + g_lo[s] * bv, b0 + g_hi[s] * bv)
+                for bx in range(nb):
+                    zl = bl
+                    zh = bh
+                    mag = max(abs(bl), abs(bh))
+                    for k in range(k0, k1):
+                        j = coff[k] // B
+                        sj = st[j]
+                        if sj == 0:
+                            continue
+                        w0 = np.float64(w[k])
+                        wv = np.float64(wbuf[k])
+                        wl = min(w0 + g_lo[s] * wv, w0 + g_hi[s] * wv)
+                        wh = max(w0 + g_lo[s] * wv, w0 + g_hi[s] * wv)
+                        if layer == 1:
+                            x1 = glo[s, bx, j]
+                            x2 = ghi[s, bx, j]
+                            c1 = wl * x1
+                            c2 = wl * x2
+                            c3 = wh * x1
+                            c4 = wh * x2
+                            zl += min(min(c1, c2), min(c3, c4))
+                            zh += max(max(c1, c2), max(c3, c4))
+                            mag += max(abs(wl), abs(wh)) * max(abs(x1), abs(x2))
+                        elif sj == 1:
+                            if wh > 0:
+                                zh = np.inf
+                            if wl < 0:
+                                zl = -np.inf
+                        else:
+                            pl, ph = _iv_mul(wl, wh, glo[s, bx, j], ghi[s, bx, j])
+                            zl += min(a_lo[s] * pl, a_hi[s] * pl)
+                            zh += max(a_lo[s] * ph, a_hi[s] * ph)
+                            mag += a_hi[s] * max(abs(wl), abs(wh)) * ghi[s, bx, j]
+                    if not zh <= -eps * mag:
+                        dead = False
+                    glo[s, bx, u] = max(zl, 0.0)
+                    ghi[s, bx, u] = max(zh, 0.0)
+            if dead:
+                st[u] = 0
+            elif not has_vary:
+                st[u] = 1
+            else:
+                st[u] = 2
+                any_vary = True
+        if not any_vary:
+            return True
+    return False
+
 @njit(**_JIT)
 def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf,
-                 bf, bbf, bmf, momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps):
+                 bf, bbf, bmf, momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps,
+                 lr_all, Xs, box_lo, box_hi, next_check, wait):
     """Every epoch of ``lr (epochs, R)`` for the models of one group, one batch at a time for all of them.
 
     Batches of epoch e, step s of data slot ``slot``: inputs at ``Xf[((e*n_slots + slot)*steps + s)*n_in*B:]``
@@ -443,15 +605,24 @@ def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf,
             ro = mu * (U + _U1)
             if active[m] and not _finite(w, rpf[ro], rpf[ro + U], bf, mu * U, (mu + _U1) * U):
                 active[m] = 0
-            elif active[m] and kappa[m] > _F0 and _never_changes(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf,
-                                                                 kappa[m], hull, eps, dead):
-                active[m] = 0
-                exit_epoch[m] = epochs_run[m]
+            elif active[m] and kappa[m] > _F0 and epochs_run[m] < lr_all.shape[0]:
+                done = _never_changes(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, kappa[m], hull, eps, dead)
+                if not done and epochs_run[m] >= next_check[m] and _screen(A, Xs, m, U, B, n_in, uoff, rpf, coff,
+                                                                           w, bf):
+                    done = _ibp_constant(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, lr_all, epochs_run[m], steps,
+                                         momentum, weight_decay, box_lo, box_hi, _IBP_EPS, _IBP_SEGMENTS)
+                    if not done:  # retry after 1, 2, 4, ... epochs
+                        next_check[m] = epochs_run[m] + wait[m]
+                        wait[m] *= 2
+                if done:
+                    active[m] = 0
+                    exit_epoch[m] = epochs_run[m]
 
 
 @njit(parallel=True, **_JIT)
 def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, colptr, coff, roff, widx, w, wbuf,
-                  b, bbuf, bmask, momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps):
+                  b, bbuf, bmask, momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps,
+                  lr_all, Xs, box_lo, box_hi, next_check, wait):
     """Several epochs of every active model, a group of models per task (see :func:`_train_group`).
 
     ``Xe (epochs, slots, steps, n_in, B)``, ``Ye (epochs, slots, steps, B)``: each epoch's batches per seed
@@ -473,7 +644,8 @@ def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, col
     for g in prange(len(group_slot)):
         _train_group(Xf, Yf, lr, group_models[group_start[g]:group_start[g + 1]], np.uint64(group_slot[g]),
                      n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf, bf, bbf, bmf,
-                     momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps)
+                     momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps,
+                     lr_all, Xs, box_lo, box_hi, next_check, wait)
 
 
 @njit(parallel=True, cache=True)
@@ -705,6 +877,28 @@ def _data_hull(X):
     return np.ascontiguousarray(np.unique(X, axis=0), np.float32)
 
 
+_IBP_EPS = 2.0 ** -6      # margin of the interval test, relative to the terms' magnitudes (float32 drift)
+_IBP_SEGMENTS = 4         # pieces of the remaining training the interval test bounds separately
+_IBP_BOX = 512            # consecutive data points per box of the interval test
+
+
+def _exit_data(X, X_heldout, batch_size: int, early_exit: bool):
+    """The screening block (``batch_size`` training points spread over the data, ``(n_in * B,)``)
+    and the boxes of the interval test: min and max of each run of ``_IBP_BOX`` consecutive points
+    of the training and of the held-out set (the output must be constant on every point scored)."""
+    n, n_in = X.shape
+    if not early_exit:
+        z = np.zeros((1, n_in), np.float32)
+        return np.zeros(n_in * batch_size, np.float32), z, z
+    idx = np.linspace(0, n - 1, batch_size).astype(np.int64)
+    screen = np.ascontiguousarray(X[idx].T.reshape(-1), np.float32)
+    parts = [X] if X_heldout is None else [X, np.asarray(X_heldout, np.float32)]
+    runs = [P[k:k + _IBP_BOX] for P in parts for k in range(0, len(P), _IBP_BOX)]
+    box_lo = np.stack([r.min(axis=0) for r in runs]).astype(np.float32)
+    box_hi = np.stack([r.max(axis=0) for r in runs]).astype(np.float32)
+    return screen, box_lo, box_hi
+
+
 def _exit_cone(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, R, early_exit):
     """Per-model kappa (0: no early exit) and the data's hull vertices for the kernels."""
     if not early_exit:
@@ -713,7 +907,8 @@ def _exit_cone(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, R, early
         if labels is not None and np.count_nonzero(labels > 0.5) * 2 != len(labels):
             raise ValueError(f"early exit is exact only on class-balanced data; the {name} set is not")
     kappa = np.array([cone_kappa(lr, momentum, weight_decay) for lr in lrs], np.float32)
-    return kappa, _data_hull(X)
+    scored = X if X_heldout is None else np.concatenate([X, np.asarray(X_heldout, np.float32)])
+    return kappa, _data_hull(scored)  # every point the final accuracies score
 
 
 def _groups(seed_slot: np.ndarray, models: np.ndarray, cost: np.ndarray, group_size: int):
@@ -751,26 +946,34 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
     training, and record the accuracy that full training ends with (``exit_epoch`` > 0). Exact, by
     this argument. While a hidden unit outputs 0 on every point of a batch, its delta is 0, so its
     incoming weights and bias get gradient exactly 0 and move by weight decay and momentum alone:
-    ``v' = mu v + wd p; p' = p - lr v'``, the same linear map for every such parameter. For
-    ``lr <= lr_max`` (the schedule never exceeds the base rate) the cone
-    ``{p <= 0, v >= kappa p}`` is invariant under this map whenever
-    ``mu lr_max kappa^2 - (1 - mu - wd lr_max) kappa + wd <= 0`` (expand ``v'`` and ``p'``; the
-    left side grows with lr); ``kappa`` is taken strictly inside that interval, so the relative
-    slack absorbs float32 rounding (every operation rounds monotonically with relative error
-    2^-24). A deeper unit (inputs: ReLU outputs >= 0) whose bias and weights from live units lie
-    in the cone has a pre-activation that is a float sum of non-positive terms, hence <= 0, at
-    every later step: it is dead for good. A first-layer unit sees the data, of either sign; its
-    pre-activation ``z(x)`` and the same affine function ``zv(x)`` of the momentum buffers move by
-    the same linear map, so the per-point cone ``{z <= 0, zv >= kappa z}`` is invariant too, and
-    as both are affine in ``x`` it holds on the data when it holds, with margin ``eps``, on the
-    vertices of the data's convex hull. Once a whole hidden layer is dead, every later layer sees
-    constant input: the logit is one finite number for every point, so the accuracy is the share
-    of the class it predicts, on class-balanced data (required: n0 == n1, also for the held-out
-    set) exactly 0.5 whatever the upper layers still learn. A model that exits keeps the weights
-    and the loss of its exit epoch (``epochs_run`` = exit epoch); accuracy and ``diverged`` are those
-    of full training. (The upper layers of such a model train a scalar with bounded gradients; that
-    they would not diverge within the run is the one fact the argument takes from measurement:
-    tests compare thousands of runs with early exit on and off.)
+    ``v' = mu v + wd p; p' = p - lr v'``, one linear map for every such parameter. Two tests run at
+    the end of an epoch, both on every point the final accuracies score (training and held-out):
+
+    1. the cone (float-exact): for ``lr <= lr_max`` (no schedule exceeds its base rate) the cone
+       ``{p <= 0, v >= kappa p}`` is invariant under that map whenever ``mu lr_max kappa^2 - (1 - mu -
+       wd lr_max) kappa + wd <= 0`` (expand ``v'`` and ``p'``; the left side grows with lr); ``kappa``
+       lies strictly inside that interval, so the relative slack absorbs float32 rounding (every
+       operation rounds monotonically, relative error 2^-24). A deeper unit (inputs: ReLU outputs
+       >= 0) whose bias and weights from live units lie in the cone has a pre-activation that is a
+       float sum of non-positive terms at every later step: dead for good. A first-layer unit's
+       pre-activation ``z(x)`` and the same affine function ``zv(x)`` of its buffers move by the same
+       map, so the per-point cone is invariant too; both are affine in ``x``, so it holds on the
+       points when it holds, with margin, on the vertices of their convex hull.
+    2. the interval test (:func:`_ibp_constant`, after a cheap screen on one block of points, retried
+       after 1, 2, 4, ... epochs): gradient-free parameters are ``a_t (p + g_t v)`` with ``a_t > 0``
+       and ``g_t`` common to all (computed from the remaining learning rates), so the network below a
+       layer without a varying unit is one shape shrinking jointly; interval bounds over boxes of
+       points and pieces of the future prove units DEAD (pre-activation <= -2^-6 times the magnitude
+       of its terms: float32 drift of a parameter from the exact linear trajectory stays below that
+       over 50 epochs, about steps x 2^-24 x a small condition number) or CONST (no varying input).
+
+    Once some hidden layer has no varying unit, the logit is one finite number for every point, so
+    the accuracy is the share of the class it predicts, on class-balanced data (required: n0 == n1,
+    also for the held-out set) exactly 0.5 whatever the upper layers still learn. A model that
+    exits keeps the weights and the loss of its exit epoch (``epochs_run`` = exit epoch); accuracy
+    and ``diverged`` are those of full training. (The upper layers of such a model train a scalar
+    with bounded gradients; that they do not diverge within the run is the one fact the argument
+    takes from measurement: tests compare thousands of runs with early exit on and off.)
     """
     t0 = time.perf_counter()
     widths = check_widths(widths)
@@ -823,6 +1026,9 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
     exit_epoch = np.zeros(R, np.int64)
     kappa, hull = _exit_cone(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, R, early_exit)
     uoff = np.cumsum((0,) + widths).astype(np.int64)
+    screen, box_lo, box_hi = _exit_data(X, X_heldout, batch_size, early_exit)
+    next_check = np.ones(R, np.int64)
+    wait = np.ones(R, np.int64)
     nnz = np.diff(packed.rowptr[:, [0, -1]], axis=1).ravel().astype(np.float64)
     cost = nnz + sum(widths)  # per-step work of a model, roughly
 
@@ -870,7 +1076,7 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
                 _train_epochs(Xe, Ye, lr_table[e0:e0 + len(es)], start, flat, slot, packed.rowptr, packed.colptr,
                               packed.coff, packed.roff, packed.widx, packed.w, wbuf, packed.b, bbuf, packed.bmask,
                               np.float32(momentum), np.float32(weight_decay), active, epochs_run, exit_epoch,
-                              uoff, kappa, hull, _EXIT_EPS)
+                              uoff, kappa, hull, _EXIT_EPS, lr_table, screen, box_lo, box_hi, next_check, wait)
                 done += len(es)
                 if bar is not None:
                     bar.update(len(es))

@@ -167,11 +167,12 @@ def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None,
 
     t0 = time.perf_counter()
     init_seeds = [c["init_seed"] if c["init_seed"] is not None else 0 for c in chunk.configs]
+    exit_on = grid.early_exit and data.balanced
     res = train_masks(data.X, data.y, chunk.widths, chunk.masks, lrs=chunk.lrs, schedules=chunk.schedules,
                       seeds=chunk.seeds, epochs=grid.epochs, batch_size=grid.batch_size, momentum=grid.momentum,
                       weight_decay=grid.weight_decay, init=None if init is None else init.sliced(chunk.widths),
                       X_heldout=data.X_heldout, y_heldout=data.y_heldout, threads=threads, init_seeds=init_seeds,
-                      early_exit=grid.early_exit and data.balanced)
+                      early_exit=exit_on)
     per_run = (time.perf_counter() - t0) / len(chunk.configs)
     rows = []
     for r, config in enumerate(chunk.configs):
@@ -182,7 +183,7 @@ def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None,
         if res.heldout_acc is not None:
             metrics["heldout_acc"] = float(res.heldout_acc[r])
         extra = {"epochs_run": int(res.epochs_run[r]), "early_exit_epoch": int(res.exit_epoch[r]) or None,
-                 "round": chunk.rounds[r]}
+                 "early_exit": EARLY_EXIT if exit_on else None, "round": chunk.rounds[r]}
         rows.append(make_row(config, masks=masks, weights=weights, metrics=metrics, extra=extra,
                              engine=engine_name, wall_time_s=per_run))
     return rows
@@ -215,6 +216,7 @@ def _progress(total: int, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="run", disable=quiet, smoothing=0.05, dynamic_ncols=True)
 
 
+EARLY_EXIT = "cone+interval"  # the engine's early-exit tests (rows record it: exited rows keep their exit weights)
 INIT_WIDTH = 16  # the search masks the width-16 network and keeps its init scale (ALGORITHMS.md §2)
 
 

@@ -292,8 +292,10 @@ def test_progress_and_many_seeds(subset):
 
 # -- exact early exit --------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("hidden, max_nnz, n_masks", [((3, 3, 3), 20, 250), ((4, 2, 5), 24, 150)])
-def test_early_exit_gives_the_rows_of_full_training(hidden, max_nnz, n_masks):
+@pytest.mark.parametrize("hidden, max_nnz, n_masks, heldout",
+                         [((3, 3, 3), 20, 250, "between"), ((4, 2, 5), 24, 150, "between"),
+                          ((3, 3, 3), 22, 60, "noisy")])
+def test_early_exit_gives_the_rows_of_full_training(hidden, max_nnz, n_masks, heldout):
     """Early exit on and off: identical accuracy (training and held-out) and divergence on real
     50-epoch spiral runs of sparse masks, every schedule and lr up to 0.2, each run its own init;
     runs that never exit are identical to the last bit. Some runs must exit, or nothing is tested."""
@@ -301,7 +303,7 @@ def test_early_exit_gives_the_rows_of_full_training(hidden, max_nnz, n_masks):
     from search.enumerate import enumerate_masks
     from search.phases import mask_key, search_init_seed
     widths = (2, *hidden, 1)
-    data = Dataset.spiral()
+    data = Dataset.spiral(heldout=heldout)
     pool = [m for m in enumerate_masks(widths) if sum(int(x.sum()) for x in m[:-1]) <= max_nnz - hidden[-1]]
     pick = np.random.default_rng(3).choice(len(pool), n_masks, replace=False)
     grid = [(lr, s) for lr in (0.05, 0.1, 0.2) for s in ("cosine", "step", "constant")]
