@@ -515,7 +515,7 @@ def search_widths(target: float = 0.95, grid: Grid = Grid(), *, store: ResultSto
         new = run_chunks(chunks, store, data, grid, init=init, jobs=jobs, progress=bar)
     rows += [_acc_record(r) for r in new]
     for r in rows:
-        r["mask"] = tuple(r["widths"][1:-1])
+        r["mask"] = tuple(int(w) for w in r["widths"][1:-1])
     rates = mask_rates(rows, target)
     reach = sorted(h for h, r in rates.items() if r.successes > 0)
     full = lambda h: (data.X.shape[1], *h, 1)  # noqa: E731
