@@ -410,28 +410,38 @@ def _never_changes(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, kappa, hull, eps,
 
 
 @njit(**_JIT)
-def _screen(A, Xs, m, U, B, n_in, uoff, rpf, coff, w, bf):
-    """Cheap necessary test on one block of points ``Xs (n_in*B,)``: some hidden layer has no unit
-    whose activation varies over the block (every unit zero or constant)."""
+def _screen(A, Xs, m, U, B, n_in, uoff, rpf, coff, w, bf, first):
+    """Cheap necessary test on blocks of points ``Xs (blocks * n_in * B,)``: some hidden layer has
+    no unit whose activation varies over the points (every unit zero or one constant)."""
     mu = np.uint64(m)
-    for i in range(n_in * B):
-        A[i] = Xs[i]
-    _forward(A, rpf, mu * (U + _U1), coff, w, bf, mu * U, n_in, U, B)
-    for layer in range(1, len(uoff) - 2):
-        flat = True
-        for u in range(uoff[layer], uoff[layer + 1]):
-            o = np.uint64(u) * B
-            lo = A[o]
-            hi = A[o]
-            for i in range(B):
-                lo = min(lo, A[o + i])
-                hi = max(hi, A[o + i])
-            if hi > lo:
-                flat = False
-                break
-        if flat:
-            return True
-    return False
+    n_layers = len(uoff) - 1
+    flat = np.ones(n_layers, np.bool_)
+    flat[0] = False
+    flat[n_layers - 1] = False
+    for blk in range(len(Xs) // (n_in * B)):
+        xo = blk * n_in * B
+        for i in range(n_in * B):
+            A[i] = Xs[xo + i]
+        _forward(A, rpf, mu * (U + _U1), coff, w, bf, mu * U, n_in, U, B)
+        any_flat = False
+        for layer in range(1, n_layers - 1):
+            if not flat[layer]:
+                continue
+            for u in range(uoff[layer], uoff[layer + 1]):
+                o = np.uint64(u) * B
+                if blk == 0:
+                    first[u] = A[o]
+                ref = first[u]
+                for i in range(B):
+                    if A[o + i] != ref:
+                        flat[layer] = False
+                        break
+                if not flat[layer]:
+                    break
+            any_flat = any_flat or flat[layer]
+        if not any_flat:
+            return False
+    return True
 
 
 @njit(**_INLINE)
@@ -443,8 +453,52 @@ def _iv_mul(a1, a2, g1, g2):
 
 
 @njit(**_JIT)
-def _ibp_constant(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, lr_all, e_next, steps, momentum, weight_decay,
-                  box_lo, box_hi, eps, n_seg):
+def _future_bounds(lr_cols, steps, momentum, weight_decay, n_seg):
+    """Per learning-rate column k and epochs done e: the ranges of ``a_t`` and ``g_t = b_t / a_t``
+    over ``n_seg`` pieces of the remaining steps, where a gradient-free parameter after t more steps
+    is ``a_t p + b_t v`` (p, v now). ``out[k, e, s] = (a_lo, a_hi, g_lo, g_hi)``; ``a_lo <= 0``
+    marks a future in which the factor is not positive (no interval test then)."""
+    epochs, K = lr_cols.shape
+    out = np.zeros((K, epochs + 1, n_seg, 4))
+    mom = np.float64(momentum)
+    wd = np.float64(weight_decay)
+    for k in range(K):
+        for e0 in range(epochs + 1):
+            T = (epochs - e0) * steps
+            ns = min(n_seg, T + 1)
+            seg = out[k, e0]
+            for q in range(n_seg):
+                seg[q, 0] = np.inf
+                seg[q, 1] = -np.inf
+                seg[q, 2] = np.inf
+                seg[q, 3] = -np.inf
+            seg[0, 0] = min(seg[0, 0], 1.0)
+            seg[0, 1] = max(seg[0, 1], 1.0)
+            seg[0, 2] = min(seg[0, 2], 0.0)
+            seg[0, 3] = max(seg[0, 3], 0.0)
+            p1, v1, p2, v2 = 1.0, 0.0, 0.0, 1.0
+            t = 1
+            for e in range(e0, epochs):
+                eta = np.float64(lr_cols[e, k])
+                for _ in range(steps):
+                    v1 = mom * v1 + wd * p1
+                    p1 = p1 - eta * v1
+                    v2 = mom * v2 + wd * p2
+                    p2 = p2 - eta * v2
+                    q = t * ns // (T + 1)
+                    seg[q, 0] = min(seg[q, 0], p1)
+                    seg[q, 1] = max(seg[q, 1], p1)
+                    g = p2 / p1 if p1 > 0 else 0.0
+                    seg[q, 2] = min(seg[q, 2], g)
+                    seg[q, 3] = max(seg[q, 3], g)
+                    t += 1
+            for q in range(ns, n_seg):  # fewer steps than pieces: repeat the last piece
+                seg[q] = seg[ns - 1]
+    return out
+
+
+@njit(**_JIT)
+def _ibp_constant(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, fut, box_lo, box_hi, eps):
     """Whether model m provably outputs one constant for the rest of training (the second test of
     :func:`train_masks`' early exit): interval bounds over data boxes and the shrinking future.
 
@@ -460,37 +514,14 @@ def _ibp_constant(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, lr_all, e_next, st
     are gradient-free, which the bounds assumed (induction over the steps). A weight from a CONST
     unit (trained value >= 0) must be <= 0 throughout for its DEAD unit.
     """
-    epochs = lr_all.shape[0]
-    T = (epochs - e_next) * steps
-    if T <= 0:
-        return False
-    n_seg = min(n_seg, T + 1)
-    a_lo = np.full(n_seg, np.inf)
-    a_hi = np.full(n_seg, -np.inf)
-    g_lo = np.full(n_seg, np.inf)
-    g_hi = np.full(n_seg, -np.inf)
-    p1, v1, p2, v2 = 1.0, 0.0, 0.0, 1.0  # p_t = p1 p + p2 v (v: the buffer), from t = 0 (now)
-    mom = np.float64(momentum)
-    wd = np.float64(weight_decay)
-    a_lo[0] = a_hi[0] = 1.0
-    g_lo[0] = g_hi[0] = 0.0
-    t = 1
-    for e in range(e_next, epochs):
-        eta = np.float64(lr_all[e, m])
-        for _ in range(steps):
-            v1 = mom * v1 + wd * p1
-            p1 = p1 - eta * v1
-            v2 = mom * v2 + wd * p2
-            p2 = p2 - eta * v2
-            if not p1 > 0:
-                return False
-            k = t * n_seg // (T + 1)
-            a_lo[k] = min(a_lo[k], p1)
-            a_hi[k] = max(a_hi[k], p1)
-            g = p2 / p1
-            g_lo[k] = min(g_lo[k], g)
-            g_hi[k] = max(g_hi[k], g)
-            t += 1
+    n_seg = fut.shape[0]
+    a_lo = fut[:, 0]
+    a_hi = fut[:, 1]
+    g_lo = fut[:, 2]
+    g_hi = fut[:, 3]
+    for q in range(n_seg):
+        if not a_lo[q] > 0:
+            return False
     mu = np.uint64(m)
     ro = mu * (U + _U1)
     bo = mu * U
@@ -571,7 +602,7 @@ def _ibp_constant(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, lr_all, e_next, st
 @njit(**_JIT)
 def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf,
                  bf, bbf, bmf, momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps,
-                 lr_all, Xs, box_lo, box_hi, next_check, wait):
+                 fut, lr_key, Xs, box_lo, box_hi, next_check, wait):
     """Every epoch of ``lr (epochs, R)`` for the models of one group, one batch at a time for all of them.
 
     Batches of epoch e, step s of data slot ``slot``: inputs at ``Xf[((e*n_slots + slot)*steps + s)*n_in*B:]``
@@ -582,10 +613,15 @@ def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf,
     A = np.empty(U * B, np.float32)
     D = np.empty(U * B, np.float32)
     dead = np.zeros(U, np.bool_)
+    first = np.zeros(U, np.float32)
     for e in range(lr.shape[0]):
+        live = 0
         for m in models:
             if active[m]:
                 epochs_run[m] += 1
+                live += 1
+        if live == 0:
+            break
         for s in range(steps):
             batch = (np.uint64(e) * n_slots + slot) * steps + s
             xo = batch * n_in * B
@@ -605,12 +641,12 @@ def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf,
             ro = mu * (U + _U1)
             if active[m] and not _finite(w, rpf[ro], rpf[ro + U], bf, mu * U, (mu + _U1) * U):
                 active[m] = 0
-            elif active[m] and kappa[m] > _F0 and epochs_run[m] < lr_all.shape[0]:
+            elif active[m] and kappa[m] > _F0 and epochs_run[m] < fut.shape[1] - 1:
                 done = _never_changes(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, kappa[m], hull, eps, dead)
                 if not done and epochs_run[m] >= next_check[m] and _screen(A, Xs, m, U, B, n_in, uoff, rpf, coff,
-                                                                           w, bf):
-                    done = _ibp_constant(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, lr_all, epochs_run[m], steps,
-                                         momentum, weight_decay, box_lo, box_hi, _IBP_EPS, _IBP_SEGMENTS)
+                                                                           w, bf, first):
+                    done = _ibp_constant(m, U, B, uoff, rpf, coff, w, wbuf, bf, bbf, fut[lr_key[m], epochs_run[m]],
+                                         box_lo, box_hi, _IBP_EPS)
                     if not done:  # retry after 1, 2, 4, ... epochs
                         next_check[m] = epochs_run[m] + wait[m]
                         wait[m] *= 2
@@ -622,7 +658,7 @@ def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf,
 @njit(parallel=True, **_JIT)
 def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, colptr, coff, roff, widx, w, wbuf,
                   b, bbuf, bmask, momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps,
-                  lr_all, Xs, box_lo, box_hi, next_check, wait):
+                  fut, lr_key, Xs, box_lo, box_hi, next_check, wait):
     """Several epochs of every active model, a group of models per task (see :func:`_train_group`).
 
     ``Xe (epochs, slots, steps, n_in, B)``, ``Ye (epochs, slots, steps, B)``: each epoch's batches per seed
@@ -645,7 +681,7 @@ def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, col
         _train_group(Xf, Yf, lr, group_models[group_start[g]:group_start[g + 1]], np.uint64(group_slot[g]),
                      n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf, bf, bbf, bmf,
                      momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps,
-                     lr_all, Xs, box_lo, box_hi, next_check, wait)
+                     fut, lr_key, Xs, box_lo, box_hi, next_check, wait)
 
 
 @njit(parallel=True, cache=True)
@@ -879,20 +915,22 @@ def _data_hull(X):
 
 _IBP_EPS = 2.0 ** -6      # margin of the interval test, relative to the terms' magnitudes (float32 drift)
 _IBP_SEGMENTS = 4         # pieces of the remaining training the interval test bounds separately
+_SCREEN_BLOCKS = 8        # blocks of B points the screen evaluates (spread over every scored point)
 _IBP_BOX = 512            # consecutive data points per box of the interval test
 
 
 def _exit_data(X, X_heldout, batch_size: int, early_exit: bool):
-    """The screening block (``batch_size`` training points spread over the data, ``(n_in * B,)``)
-    and the boxes of the interval test: min and max of each run of ``_IBP_BOX`` consecutive points
+    """The screening blocks (``_SCREEN_BLOCKS`` x ``batch_size`` points spread over the training and
+    held-out points, ``(blocks * n_in * B,)``) and the boxes of the interval test: min and max of each run of ``_IBP_BOX`` consecutive points
     of the training and of the held-out set (the output must be constant on every point scored)."""
     n, n_in = X.shape
     if not early_exit:
         z = np.zeros((1, n_in), np.float32)
         return np.zeros(n_in * batch_size, np.float32), z, z
-    idx = np.linspace(0, n - 1, batch_size).astype(np.int64)
-    screen = np.ascontiguousarray(X[idx].T.reshape(-1), np.float32)
     parts = [X] if X_heldout is None else [X, np.asarray(X_heldout, np.float32)]
+    pts = np.concatenate(parts)
+    idx = np.linspace(0, len(pts) - 1, _SCREEN_BLOCKS * batch_size).astype(np.int64)
+    screen = np.ascontiguousarray(pts[idx].reshape(_SCREEN_BLOCKS, batch_size, n_in).transpose(0, 2, 1).reshape(-1))
     runs = [P[k:k + _IBP_BOX] for P in parts for k in range(0, len(P), _IBP_BOX)]
     box_lo = np.stack([r.min(axis=0) for r in runs]).astype(np.float32)
     box_hi = np.stack([r.max(axis=0) for r in runs]).astype(np.float32)
@@ -1040,8 +1078,10 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
         raise ValueError(f"threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, got {threads}")
     lr_keys = sorted(set(zip(schedules, lrs)))
     lr_index = np.array([lr_keys.index(k) for k in zip(schedules, lrs)], np.int64)
-    lr_table = np.array([[lr_at(s, lr, e, epochs) for s, lr in lr_keys] for e in range(epochs)],
-                        np.float32)[:, lr_index]  # (epochs, R)
+    lr_cols = np.array([[lr_at(s, lr, e, epochs) for s, lr in lr_keys] for e in range(epochs)], np.float32)
+    lr_table = lr_cols[:, lr_index]  # (epochs, R)
+    fut = (_future_bounds(lr_cols, steps, np.float32(momentum), np.float32(weight_decay), _IBP_SEGMENTS)
+           if early_exit else np.ones((len(lr_keys), epochs + 1, 1, 4)))
 
     bar, report = None, None
     n_blocks = -(-len(uniq_seeds) // seeds_per_block)
@@ -1076,7 +1116,8 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
                 _train_epochs(Xe, Ye, lr_table[e0:e0 + len(es)], start, flat, slot, packed.rowptr, packed.colptr,
                               packed.coff, packed.roff, packed.widx, packed.w, wbuf, packed.b, bbuf, packed.bmask,
                               np.float32(momentum), np.float32(weight_decay), active, epochs_run, exit_epoch,
-                              uoff, kappa, hull, _EXIT_EPS, lr_table, screen, box_lo, box_hi, next_check, wait)
+                              uoff, kappa, hull, _EXIT_EPS, fut, lr_index, screen, box_lo, box_hi, next_check,
+                              wait)
                 done += len(es)
                 if bar is not None:
                     bar.update(len(es))
