@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The reference pruning sweeps of cubist-audit, as committed under results/prune.
 # Resumable: runs already in the store are skipped, so rerunning finishes an interrupted sweep.
-#   bash results/run_reference.sh [WIDTHS...]      (default: 3 8 16; 425 = widths 4,2,5, 4 = (4,4,4))
+#   bash results/run_reference.sh [WIDTHS...]      (default: 3 323 16 8; 323 = widths 3,2,3, the fewest-weights
+#                                                   architecture of phase 1; 425 = (4,2,5), 4 = (4,4,4))
 # Every width uses the paper's whole pruning grid (lr 0.05,0.1,0.2 x cosine,step,constant) with
 # SEEDS (default 3) independent inits per grid point: every run its own init.
 # SEEDS=1 bash results/run_reference.sh 32   runs width 32 with one init per grid point.
@@ -17,7 +18,7 @@ ALL_METHODS=(gmp snip grasp synflow random-uniform random-er random-erk random-b
              pilot spred str dwf imp imp-wr lrr imp+pilot lrr+pilot)
 if [ -n "${METHODS:-}" ]; then read -ra METHODS <<< "$METHODS"; else METHODS=("${ALL_METHODS[@]}"); fi
 widths=("$@")
-[ ${#widths[@]} -gt 0 ] || widths=(3 8 16)
+[ ${#widths[@]} -gt 0 ] || widths=(3 323 16 8)
 
 flags_for() {  # method name -> cubist prune flags
   case "$1" in
@@ -32,6 +33,7 @@ grid="--lrs 0.05,0.1,0.2 --schedules cosine,step,constant"   # the paper's pruni
 for w in "${widths[@]}"; do
   case "$w" in
     3) arch="--widths 3,3,3"; nnz=15,20,25 ;;
+    323) arch="--widths 3,2,3"; nnz=15,18,20 ;;
     425) arch="--widths 4,2,5"; nnz=15,20,25,27,30 ;;
     4) arch="--widths 4,4,4"; nnz=15,20,25,30,40 ;;
     16) arch="--width 16"; nnz=15,20,25,30,40,50,65 ;;
