@@ -6,7 +6,8 @@ on a grid of learning rates, schedules and seeds. :func:`train_masks` trains ``R
 in one call and is, model by model, the reference trainer :func:`cubist.train.train_reference`
 on a :class:`cubist.model.MaskedMLP` with the same init, mask and seed, up to float32 rounding:
 
-- init: ``cubist.model.init_params(widths, init_width, seed)`` per model, or a fixed ``init``;
+- init: ``cubist.model.init_params(widths, init_width, init_seed)`` per model (the search gives
+  every run its own ``init_seed``; default: the data-order seed), or a fixed ``init``;
   bias masks by :func:`cubist.masks.bias_masks`; masked weights and biases are exactly zero
   and stay so (no work is done for them);
 - data order of epoch ``e``: ``cubist.train.epoch_permutation(seed, e, n)``, ``n // batch_size``
