@@ -6,8 +6,8 @@ the width-16 default init) with ``init_seed`` = :func:`cubist.model.run_init_see
 identity (method and its hyper-parameters, widths, budget, lr, schedule, seed index ``k``), so no
 two runs share an init, whatever chunk trains them; the seed also drives the method's own
 randomness (random masks, score batches). The data order is ``epoch_permutation(k, epoch)``,
-shared by the runs of one seed index; the learning rate comes from ``lr_at``. Runs that can share a procedure (for IMP/LRR: the same number of rounds) are packed
-into chunks of up to ``chunk`` replicas of one :class:`~pruners.layers.BatchedMLP`; the
+shared by the runs of one seed index; the learning rate comes from ``lr_at``. Runs that can
+share a procedure (for IMP/LRR: the same number of rounds) are packed into chunks of up to ``chunk`` replicas of one :class:`~pruners.layers.BatchedMLP`; the
 ``single`` engine runs each alone as a plain ``nn.Linear`` MLP with ``torch.optim.SGD``
 (the reference the batched engine is tested against, and the benchmark's baseline).
 

@@ -920,34 +920,28 @@ _SCREEN_BLOCKS = 8        # blocks of B points the screen evaluates (spread over
 _IBP_BOX = 512            # consecutive data points per box of the interval test
 
 
-def _exit_data(X, X_heldout, batch_size: int, early_exit: bool):
-    """The screening blocks (``_SCREEN_BLOCKS`` x ``batch_size`` points spread over the training and
-    held-out points, ``(blocks * n_in * B,)``) and the boxes of the interval test: min and max of each run of ``_IBP_BOX`` consecutive points
-    of the training and of the held-out set (the output must be constant on every point scored)."""
-    n, n_in = X.shape
+def _exit_setup(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, batch_size: int, early_exit: bool):
+    """What the early-exit tests read, on every point the final accuracies score (training and
+    held-out): per-model cone slopes kappa (0: no early exit), the points' hull vertices, the
+    screening blocks (``_SCREEN_BLOCKS`` x ``batch_size`` points spread over them, ``(blocks * n_in
+    * B,)``) and the boxes of the interval test (min and max of each run of ``_IBP_BOX``
+    consecutive points of the training and of the held-out set)."""
+    n_in = X.shape[1]
     if not early_exit:
         z = np.zeros((1, n_in), np.float32)
-        return np.zeros(n_in * batch_size, np.float32), z, z
-    parts = [X] if X_heldout is None else [X, np.asarray(X_heldout, np.float32)]
-    pts = np.concatenate(parts)
-    idx = np.linspace(0, len(pts) - 1, _SCREEN_BLOCKS * batch_size).astype(np.int64)
-    screen = np.ascontiguousarray(pts[idx].reshape(_SCREEN_BLOCKS, batch_size, n_in).transpose(0, 2, 1).reshape(-1))
-    runs = [P[k:k + _IBP_BOX] for P in parts for k in range(0, len(P), _IBP_BOX)]
-    box_lo = np.stack([r.min(axis=0) for r in runs]).astype(np.float32)
-    box_hi = np.stack([r.max(axis=0) for r in runs]).astype(np.float32)
-    return screen, box_lo, box_hi
-
-
-def _exit_cone(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, R, early_exit):
-    """Per-model kappa (0: no early exit) and the data's hull vertices for the kernels."""
-    if not early_exit:
-        return np.zeros(R, np.float32), np.zeros((1, X.shape[1]), np.float32)
+        return np.zeros(len(lrs), np.float32), z, np.zeros(n_in * batch_size, np.float32), z, z
     for labels, name in ((y, "training"), (y_heldout, "held-out")):
         if labels is not None and np.count_nonzero(labels > 0.5) * 2 != len(labels):
             raise ValueError(f"early exit is exact only on class-balanced data; the {name} set is not")
     kappa = np.array([cone_kappa(lr, momentum, weight_decay) for lr in lrs], np.float32)
-    scored = X if X_heldout is None else np.concatenate([X, np.asarray(X_heldout, np.float32)])
-    return kappa, _data_hull(scored)  # every point the final accuracies score
+    parts = [X] if X_heldout is None else [X, np.asarray(X_heldout, np.float32)]
+    scored = np.concatenate(parts)
+    idx = np.linspace(0, len(scored) - 1, _SCREEN_BLOCKS * batch_size).astype(np.int64)
+    screen = np.ascontiguousarray(scored[idx].reshape(_SCREEN_BLOCKS, batch_size, n_in).transpose(0, 2, 1).reshape(-1))
+    runs = [P[k:k + _IBP_BOX] for P in parts for k in range(0, len(P), _IBP_BOX)]
+    box_lo = np.stack([r.min(axis=0) for r in runs]).astype(np.float32)
+    box_hi = np.stack([r.max(axis=0) for r in runs]).astype(np.float32)
+    return kappa, _data_hull(scored), screen, box_lo, box_hi
 
 
 def _groups(seed_slot: np.ndarray, models: np.ndarray, cost: np.ndarray, group_size: int):
@@ -1063,9 +1057,9 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
     active = np.ones(R, np.uint8)
     epochs_run = np.zeros(R, np.int64)
     exit_epoch = np.zeros(R, np.int64)
-    kappa, hull = _exit_cone(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, R, early_exit)
+    kappa, hull, screen, box_lo, box_hi = _exit_setup(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout,
+                                                      batch_size, early_exit)
     uoff = np.cumsum((0,) + widths).astype(np.int64)
-    screen, box_lo, box_hi = _exit_data(X, X_heldout, batch_size, early_exit)
     next_check = np.ones(R, np.int64)
     wait = np.ones(R, np.int64)
     nnz = np.diff(packed.rowptr[:, [0, -1]], axis=1).ravel().astype(np.float64)
