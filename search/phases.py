@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -441,7 +442,6 @@ def search_masks(hidden, target: float = 0.95, grid: Grid = Grid(), *, store: Re
 
 
 def _acc_record(row) -> dict:
-    import json
     params = json.loads(row["params"])
     return {"run_id": row["run_id"], "train_acc": row["train_acc"], "diverged": row["diverged"],
             "mask": params.get("mask"), "lr": row["lr"], "schedule": row["schedule"], "seed": row["seed"],
