@@ -142,7 +142,8 @@ def main(argv=None) -> None:
     nnz = sum(m.sum(axis=(1, 2)) for m in picked[:3])
     print(f"       W1+W2+W3 nnz: mean {nnz.mean():.1f}, min {nnz.min()}, max {nnz.max()} "
           f"(+3 dense output weights)")
-    from search.phases import mask_key, search_init_seed
+    from cubist.masks import mask_key
+    from search.phases import search_init_seed
     masks = [np.repeat(m, len(GRID), axis=0) for m in picked]
     R = len(masks[0])
     lrs = [GRID[r % len(GRID)][0] for r in range(R)]

@@ -8,7 +8,7 @@ Names are imported on first use, so ``cubist --version`` and the data tools do n
 """
 import importlib
 
-__version__ = "0.1.0"
+from .version import __version__
 
 _EXPORTS = {
     "spiral": ("Dataset", "SpiralRecipe", "dataset_id", "make_heldout", "make_spiral", "spiral_id"),
@@ -17,7 +17,6 @@ _EXPORTS = {
     "model": ("MaskedMLP", "init_params", "run_init_seed"),
     "train": ("TrainConfig", "TrainResult", "epoch_permutation", "evaluate", "lr_at", "train_reference"),
     "store": ("ResultStore", "StoreWriter", "make_row", "row_masks", "row_weights", "run_id"),
-    "analysis": ("load_results",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = ["__version__", *_WHERE]

@@ -10,10 +10,50 @@ weights (any leading axes, e.g. a replica axis, are carried through). Following
   unit reaches some output along nonzero weights; other weights are on no input-to-output
   path and cannot influence the function beyond a constant;
 - a hidden unit is *dead* when it lies on no input-to-output path.
+
+This module is also the one home of the words every floor uses about masks and architectures:
+:func:`widths_key` (an architecture as a tuple), :func:`dense_weight_count` (the weights of the
+dense MLP), :func:`mask_key` (the identity of a mask) and :func:`hidden_unit_permutations` (the
+symmetry group of one hidden layer; ALGORITHMS.md §3).
 """
 from __future__ import annotations
 
+import itertools
+import math
+from functools import lru_cache
+
 import numpy as np
+
+
+def widths_key(widths) -> tuple[int, ...]:
+    """A hashable ``(d0, d1, ..., dL)`` from a list, array or tuple of widths (``()`` for none/NaN)."""
+    if widths is None or (isinstance(widths, float) and math.isnan(widths)):
+        return ()
+    return tuple(int(w) for w in widths)
+
+
+def widths_label(widths) -> str:
+    """``2-3-3-3-1`` for printing."""
+    return "-".join(str(w) for w in widths_key(widths))
+
+
+def dense_weight_count(widths) -> int:
+    """Weights of the dense MLP ``widths`` (biases not counted, as in the paper's tables)."""
+    w = widths_key(widths)
+    return int(sum(a * b for a, b in zip(w, w[1:])))
+
+
+@lru_cache(maxsize=16)
+def hidden_unit_permutations(d: int, max_group: int | None = None) -> np.ndarray:
+    """Every permutation of ``d`` hidden units, ``(d!, d)`` int64, lexicographic (read-only).
+
+    Raises ValueError when ``d!`` exceeds ``max_group`` (the group is too large to list).
+    """
+    if max_group is not None and math.factorial(d) > max_group:
+        raise ValueError(f"the symmetric group on {d} points is too large to list")
+    out = np.array(list(itertools.permutations(range(d))), dtype=np.int64).reshape(math.factorial(d), d)
+    out.setflags(write=False)
+    return out
 
 
 def _as_bool(masks) -> list[np.ndarray]:
@@ -98,6 +138,12 @@ def pack_masks(masks) -> tuple[bytes, list[list[int]]]:
     masks = _as_bool(masks)
     flat = np.concatenate([m.ravel() for m in masks])
     return np.packbits(flat).tobytes(), [list(m.shape) for m in masks]
+
+
+def mask_key(masks) -> str:
+    """The identity of a mask: its packed bits in hex (:func:`pack_masks`; unique within one
+    architecture, which fixes the shapes). The search derives each mask's init seed from it."""
+    return pack_masks(masks)[0].hex()
 
 
 def unpack_masks(bits: bytes, shapes) -> list[np.ndarray]:

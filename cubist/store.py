@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
+from .version import __version__
 from .masks import pack_masks, unpack_masks
 
 SCHEMA = pa.schema([

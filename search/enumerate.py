@@ -78,6 +78,7 @@ import pyarrow.parquet as pq
 from numba import njit
 from numba.typed import List as NumbaList
 
+from cubist.masks import hidden_unit_permutations
 from cubist.model import check_widths
 
 Symmetry = Literal["orbits", "labelled"]
@@ -475,12 +476,6 @@ def _candidates(r: int, c: int, nondecreasing: bool) -> np.ndarray:
     return _eligible_codes(r, c, nondecreasing)
 
 
-def _symmetric_group(d: int) -> np.ndarray:
-    if math.factorial(d) > MAX_GROUP:
-        raise ValueError(f"the symmetric group on {d} points is too large to list")
-    return np.array(list(itertools.permutations(range(d))), dtype=np.int64).reshape(-1, d)
-
-
 class _Enumerator:
     """Tables, path counts and path walks for one ``(widths, searched, symmetry)``."""
 
@@ -530,7 +525,7 @@ class _Enumerator:
         if l not in self.searched:
             codes = np.full((1, r), (1 << c) - 1, dtype=np.int64)
             nnz = np.array([r * c])
-            nxt_gid = self._intern(_symmetric_group(r)) if self._next_matters(l) else self._trivial(r)
+            nxt_gid = self._intern(hidden_unit_permutations(r, MAX_GROUP).copy()) if self._next_matters(l) else self._trivial(r)
             nxt = np.array([nxt_gid])
         else:
             codes = _candidates(r, c, self.rows_free[l])

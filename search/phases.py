@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cubist.masks import mask_counts, pack_masks
+from cubist.masks import dense_weight_count, mask_counts, mask_key
 from cubist.model import RANDOM_INIT, run_init_seed
 from cubist.spiral import Dataset
 from cubist.stats import reached_target, wilson_interval
@@ -347,11 +347,6 @@ class MaskSearchResult:
         return text
 
 
-def mask_key(masks) -> str:
-    bits, shapes = pack_masks(masks)
-    return bits.hex()
-
-
 def _level_rounds(grid: Grid, adaptive: Adaptive | None) -> list[int]:
     if adaptive is None:
         return [grid.seeds]
@@ -482,10 +477,6 @@ class WidthSearchResult:
     inits: int = 1
 
 
-def weight_count(widths) -> int:
-    return sum(a * b for a, b in zip(widths, widths[1:]))
-
-
 def search_widths(target: float = 0.95, grid: Grid = Grid(), *, store: ResultStore, data: Dataset | None = None,
                   max_width: int = 16, min_width: int = 1, depth: int = 3, init: FixedInit | None = None,
                   jobs: int = 1, quiet: bool = False, log=print) -> WidthSearchResult:
@@ -519,12 +510,12 @@ def search_widths(target: float = 0.95, grid: Grid = Grid(), *, store: ResultSto
     rates = mask_rates(rows, target)
     reach = sorted(h for h, r in rates.items() if r.successes > 0)
     full = lambda h: (data.X.shape[1], *h, 1)  # noqa: E731
-    by_w = _argmins(reach, lambda h: weight_count(full(h)))
+    by_w = _argmins(reach, lambda h: dense_weight_count(full(h)))
     by_u = _argmins(reach, sum)
     pareto = [h for h in reach if not any(o != h and all(a <= b for a, b in zip(o, h)) for o in reach)]
     if reach:
         log(f"{len(reach)} architectures reach {target:.4g} in some of {grid.seeds} inits per grid point; "
-            f"fewest weights: {by_w} ({weight_count(full(by_w[0]))}; {rates[by_w[0]].describe()}); "
+            f"fewest weights: {by_w} ({dense_weight_count(full(by_w[0]))}; {rates[by_w[0]].describe()}); "
             f"fewest units: {by_u} ({sum(by_u[0])})")
     else:
         log(f"no architecture reached {target:.4g}")
@@ -578,5 +569,5 @@ def grid_from(lrs, schedules, seeds, epochs, early_exit: bool = True) -> Grid:
 
 
 __all__ = ["Grid", "Adaptive", "FixedInit", "save_init", "search_masks", "search_widths", "MaskSearchResult",
-           "WidthSearchResult", "MaskRate", "LevelStats", "mask_rates", "mask_key", "masks_reaching",
-           "search_init_seed", "weight_count", "grid_from", "retrain_from_init"]
+           "WidthSearchResult", "MaskRate", "LevelStats", "mask_rates", "masks_reaching",
+           "search_init_seed", "grid_from", "retrain_from_init"]

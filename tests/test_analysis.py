@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cubist import analysis as A
+from cubist.report import symmetry as S
+from cubist.report import tables as A
 from cubist.masks import mask_counts
 
 from handmade import (MASK_A, MASK_P, MASK_Q, MASK_R, MASK_S, MASK_T, TARGET, W3, W16, full_mask, prune_rows,
@@ -200,7 +201,7 @@ def permute_hidden(masks, perms):
 
 
 def brute_force_overlap(a, b):
-    widths = A.mask_widths(a)
+    widths = S.mask_widths(a)
     best = 0
     for perms in itertools.product(*[itertools.permutations(range(d)) for d in widths[1:-1]]):
         pb = permute_hidden(b, [np.array(p) for p in perms])
@@ -214,68 +215,60 @@ def test_max_shared_weights_matches_brute_force(widths, seed):
     total = sum(a * b for a, b in zip(widths[1:], widths))
     a = random_mask(widths, total // 2, seed)
     b = random_mask(widths, total // 2 + 1, seed + 50)
-    shared, exact = A.max_shared_weights(a, b)
+    shared, exact = S.max_shared_weights(a, b)
     assert exact and shared == brute_force_overlap(a, b)
-    heur, exact = A.max_shared_weights(a, b, exact_max_width=0)
+    heur, exact = S.max_shared_weights(a, b, exact_max_width=0)
     assert not exact and heur <= shared                 # the heuristic is a lower bound
     assert heur >= sum(int((x & y).sum()) for x, y in zip(a, b))  # never worse than the identity
 
 
-@pytest.fixture(params=["canonical form", "overlap"])
-def orbit_path(request, monkeypatch):
-    if request.param == "overlap":
-        monkeypatch.setattr(A, "_orbit_key_function", lambda: None)
-    elif A._orbit_key_function() is None:
-        pytest.skip("search.enumerate.orbit_key not available")
-    return request.param
-
-
-def test_permuted_mask_is_same_orbit(orbit_path):
+@pytest.mark.parametrize("canonical", [True, False], ids=["canonical form", "overlap"])
+def test_permuted_mask_is_same_orbit(canonical):
     rng = np.random.default_rng(0)
     b = permute_hidden(MASK_A, [rng.permutation(3) for _ in range(3)])
     nnz = sum(int(m.sum()) for m in MASK_A)
-    assert A.max_shared_weights(MASK_A, b) == (nnz, True)
-    assert A.same_orbit(MASK_A, b)
+    assert S.max_shared_weights(MASK_A, b) == (nnz, True)
+    assert S.same_orbit(MASK_A, b, canonical=canonical)
     other = random_mask(W3, nnz, 99)
-    assert A.same_orbit(other, other)
-    assert A.same_orbit(MASK_A, other) == (brute_force_overlap(MASK_A, other) == nnz)
+    assert S.same_orbit(other, other, canonical=canonical)
+    assert S.same_orbit(MASK_A, other, canonical=canonical) == (brute_force_overlap(MASK_A, other) == nnz)
 
 
 def test_max_shared_weights_pads_widths():
     small = full_mask((2, 1, 1, 1))
-    big = A.pad_masks(small, (2, 3, 2, 1))
+    big = S.pad_masks(small, (2, 3, 2, 1))
     big = permute_hidden(big, [np.array([2, 0, 1]), np.array([1, 0])])
-    assert A.max_shared_weights(small, big) == (4, True)
+    assert S.max_shared_weights(small, big) == (4, True)
     with pytest.raises(ValueError):
-        A.max_shared_weights(small, full_mask((3, 1, 1, 1)))
+        S.max_shared_weights(small, full_mask((3, 1, 1, 1)))
 
 
 def test_max_shared_weights_of_empty_masks():
     empty = [np.zeros(s, dtype=bool) for s in [(0, 2), (0, 0), (1, 0)]]
-    assert A.max_shared_weights(empty, empty) == (0, True)
+    assert S.max_shared_weights(empty, empty) == (0, True)
     dead = [np.zeros(s, dtype=bool) for s in [(3, 2), (3, 3), (1, 3)]]
-    assert A.max_shared_weights(A.compact_masks(dead), full_mask((2, 1, 1, 1))) == (0, True)
+    assert S.max_shared_weights(S.compact_masks(dead), full_mask((2, 1, 1, 1))) == (0, True)
 
 
 def test_compact_masks_drops_dead_units_and_inactive_weights():
     m = full_mask(W3)
     m[1][:, 2] = False          # hidden-1 unit 2 has no outgoing weight: its input weights are inactive
     m[2][1, :] = False          # hidden-3 unit 1 has no input: its output weight is inactive
-    c = A.compact_masks(m)
-    assert A.mask_widths(c) == (2, 2, 3, 2, 1)
+    c = S.compact_masks(m)
+    assert S.mask_widths(c) == (2, 2, 3, 2, 1)
     assert sum(int(x.sum()) for x in c) == mask_counts(m)["effective_nnz"]
 
 
 def test_mask_overlap_table(df, rows):
     rng = np.random.default_rng(3)
     perm = permute_hidden(MASK_A, [rng.permutation(3) for _ in range(3)])
-    wide = permute_hidden(A.pad_masks(MASK_A, W16), [rng.permutation(16) for _ in range(3)])
+    wide = permute_hidden(S.pad_masks(MASK_A, W16), [rng.permutation(16) for _ in range(3)])
     extra = [row("prune", "perm", W3, perm, 0.96, target_nnz=20),
              row("prune", "wide", W16, wide, 0.97, target_nnz=20),
              row("prune", "fail", W3, perm, 0.5, target_nnz=20)]
     both = pd.concat([df, A._normalise(pd.DataFrame(extra))], ignore_index=True)
     o = A.mask_overlap(both, TARGET).set_index("method")
-    eff = sum(int(m.sum()) for m in A.compact_masks(MASK_A))
+    eff = sum(int(m.sum()) for m in S.compact_masks(MASK_A))
     for method in ("perm", "wide"):
         assert o.loc[method, "same_orbit"] and o.loc[method, "shared"] == eff and o.loc[method, "exact"]
         assert o.loc[method, "search_nnz"] == 20 and o.loc[method, "shared_frac"] == eff / 20
@@ -323,7 +316,7 @@ def test_headline_search_rows_use_the_embedded_bound():
 
 
 def test_method_labels_split_variants():
-    from cubist.analysis import _normalise, method_label
+    from cubist.report.tables import _normalise, method_label
     assert method_label("random", '{"scope": "layer", "density_scheme": "erk"}') == "random-erk"
     assert method_label("random", "{}") == "random"
     assert method_label("random", '{"scope": "global", "density_scheme": "erk"}') == "random-global"

@@ -1,7 +1,8 @@
 import pytest
 from PIL import Image
 
-from cubist import audit
+from cubist.cli import audit as quick
+from cubist.report import audit
 from cubist.cli import main
 
 from handmade import (MASK_S, W3, grid_runs, prune_rows, search_rows, success_dense_rows, success_prune_rows,
@@ -57,7 +58,7 @@ def test_audit_with_figures_two_targets(store, tmp_path, capsys):
 
 
 def test_write_report_library(store, tmp_path):
-    from cubist.analysis import load_results
+    from cubist.report.tables import load_results
     path, _ = store
     report = audit.write_report(load_results(path), [0.95], str(tmp_path), figures=False)
     assert set(report["tables"][0.95]) >= {"headline", "search", "frontier", "effective", "overlap"}
@@ -153,19 +154,19 @@ def test_audit_search_not_reached(tmp_path, capsys):
 
 def test_quick_audit_end_to_end(tmp_path, capsys):
     """--quick runs the real search and pruners (2 epochs here), then audits their store."""
-    from cubist.analysis import load_results
+    from cubist.report.tables import load_results
     out = tmp_path / "q"
     argv = ["audit", "--quick", "--out", str(out), "--epochs", "2", "--target", "0.5", "--quiet"]
     assert main(argv) == 0
     df = load_results([str(out / "runs")])
     assert set(df["kind"]) == {"search_masks", "prune"}
     search = df[df["kind"] == "search_masks"]
-    assert {tuple(w) for w in search["widths"]} == {(2, *audit.QUICK_HIDDEN, 1)}
+    assert {tuple(w) for w in search["widths"]} == {(2, *quick.QUICK_HIDDEN, 1)}
     assert search["weight_nnz"].nunique() == 1  # sparsest first: a constant predictor already has 0.5
     prune = df[df["kind"] == "prune"]
-    assert set(prune["method_base"]) == set(audit.QUICK_METHODS)
-    assert {tuple(w) for w in prune["widths"]} == set(audit.QUICK_WIDTHS)
-    assert set(prune["target_nnz"]) == set(audit.QUICK_NNZ)
+    assert set(prune["method_base"]) == set(quick.QUICK_METHODS)
+    assert {tuple(w) for w in prune["widths"]} == set(quick.QUICK_WIDTHS)
+    assert set(prune["target_nnz"]) == set(quick.QUICK_NNZ)
     assert (prune["epochs"] == 2).all() and (prune["weight_nnz"] == prune["target_nnz"]).all()
     assert (out / "report.md").exists() and (out / "report.html").exists()
     assert list(out.rglob("*.png")) and list(out.rglob("*.svg"))

@@ -301,7 +301,8 @@ def test_early_exit_gives_the_rows_of_full_training(hidden, max_nnz, n_masks, he
     runs that never exit are identical to the last bit. Some runs must exit, or nothing is tested."""
     from cubist.spiral import Dataset
     from search.enumerate import enumerate_masks
-    from search.phases import mask_key, search_init_seed
+    from cubist.masks import mask_key
+    from search.phases import search_init_seed
     widths = (2, *hidden, 1)
     data = Dataset.spiral(heldout=heldout)
     pool = [m for m in enumerate_masks(widths) if sum(int(x.sum()) for x in m[:-1]) <= max_nnz - hidden[-1]]

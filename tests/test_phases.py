@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import cubist
+from cubist.masks import mask_key
 from cubist.spiral import Dataset
 from search import phases
 from search.phases import Grid, search_masks, search_widths
@@ -48,7 +49,7 @@ def brute(tiny):
     out = []
     for w1, w2 in itertools.product(eligible(2, 2), eligible(2, 2)):
         masks = [w1, w2, np.ones((1, 2), bool)]
-        init_seed = phases.search_init_seed((2, 2, 2, 1), phases.mask_key(masks), 0.2, "constant", 0)
+        init_seed = phases.search_init_seed((2, 2, 2, 1), mask_key(masks), 0.2, "constant", 0)
         model = cubist.MaskedMLP((2, 2, 2, 1), masks, seed=init_seed)
         r = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=0.2, schedule="constant",
                                                                            epochs=10, seed=0), device="cpu")
@@ -130,7 +131,7 @@ def test_phase1_widths(tiny, tmp_path):
     df = store.load()
     r = df[df["widths"].apply(lambda w: list(w) == [2, 2, 2, 1])].iloc[0]
     assert r["init"] == "random" and r["init_seed"] == phases.search_init_seed(
-        (2, 2, 2, 1), phases.mask_key([np.ones((2, 2), bool), np.ones((2, 2), bool), np.ones((1, 2), bool)]),
+        (2, 2, 2, 1), mask_key([np.ones((2, 2), bool), np.ones((2, 2), bool), np.ones((1, 2), bool)]),
         0.2, "constant", 0)
     model = cubist.MaskedMLP((2, 2, 2, 1), seed=int(r["init_seed"]))
     ref = cubist.train_reference(model, tiny.X, tiny.y, cubist.TrainConfig(lr=0.2, schedule="constant", epochs=10),

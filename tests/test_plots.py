@@ -6,8 +6,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import to_hex
 from PIL import Image
 
-from cubist import analysis as A
-from cubist import plots as P
+from cubist.report import tables as A
+from cubist.report import plots as P
 from cubist.masks import dead_units, effective_masks
 
 from handmade import TARGET, W3, W16, full_mask, prune_rows, random_mask, row, search_rows, weights_for

@@ -1,8 +1,9 @@
 """``cubist search``: phase 1 (``widths``), phase 2 (``masks``), ``enumerate`` and ``init``."""
 from __future__ import annotations
 
-from cubist.cli import CubistError, add_common, check_writable_file, command_help, csv, positive_int
 from cubist.train import SCHEDULES
+
+from .common import CubistError, add_common, check_writable_file, command_help, csv, positive_int
 
 
 def _target(text: str) -> float:
@@ -93,7 +94,7 @@ def add_parser(sub):
 
 
 def _grid(args):
-    from .phases import grid_from
+    from search.phases import grid_from
     seeds = args.seeds
     adaptive = getattr(args, "adaptive_inits", None)
     if adaptive:
@@ -107,7 +108,7 @@ def _grid(args):
 
 
 def _adaptive(args):
-    from .phases import Adaptive
+    from search.phases import Adaptive
     if not args.adaptive_inits:
         return None
     try:
@@ -125,7 +126,7 @@ def _jobs(args):
 def _run_widths(args):
     from cubist.store import ResultStore
 
-    from .phases import search_widths
+    from search.phases import search_widths
     res = search_widths(args.target, _grid(args), store=ResultStore(args.out), max_width=args.max_width,
                         min_width=args.min_width, depth=args.depth, jobs=_jobs(args), quiet=args.quiet)
     print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
@@ -134,8 +135,8 @@ def _run_widths(args):
     for h in res.pareto:
         print(f"  {','.join(map(str, h))}: {res.rates[h].describe()}")
     if res.by_weights:
-        from .phases import weight_count
-        n = weight_count((2, *res.by_weights[0], 1))
+        from cubist.masks import dense_weight_count
+        n = dense_weight_count((2, *res.by_weights[0], 1))
         print(f"fewest weights reaching {args.target:.4g} in some run: "
               + ", ".join(f"{','.join(map(str, h))} ({n} weights; {res.rates[h].describe()})" for h in res.by_weights))
     return 0
@@ -144,7 +145,7 @@ def _run_widths(args):
 def _run_masks(args):
     from cubist.store import ResultStore
 
-    from .phases import FixedInit, search_masks
+    from search.phases import FixedInit, search_masks
     init = FixedInit.load(args.init_checkpoint) if args.init_checkpoint else None
     symmetry = args.symmetry or ("labelled" if init is not None else "orbits")
     grid, adaptive = _grid(args), _adaptive(args)
@@ -155,7 +156,7 @@ def _run_masks(args):
     print(res.summary())
     if res.sparsest_nnz is None:
         return 0
-    from .phases import mask_rates
+    from search.phases import mask_rates
     at_sparsest = [r for r in res.rows if r["weight_nnz"] == res.sparsest_nnz]
     rates = sorted((r for r in mask_rates(at_sparsest, args.target).values() if r.successes),
                    key=lambda r: (-r.rate, -r.best_acc))
@@ -165,7 +166,7 @@ def _run_masks(args):
 
 
 def _run_enumerate(args):
-    from .enumerate import count_masks, write_masks_parquet
+    from search.enumerate import count_masks, write_masks_parquet
     if len(args.widths) < 3:
         raise CubistError("--widths needs input, hidden and output sizes, e.g. 2,3,3,3,1")
     if args.out:
@@ -182,18 +183,18 @@ def _run_enumerate(args):
 
 
 def _run_init(args):
-    from .phases import save_init
+    from search.phases import save_init
     save_init(args.out, args.widths, args.seed)
     print(f"wrote {args.out}")
     return 0
 
 
 def _run_retrain(args):
-    from cubist.analysis import compact_masks, load_results, select_runs
+    from cubist.report.tables import compact_masks, load_results, select_runs
     from cubist.spiral import Dataset
     from cubist.store import row_masks
 
-    from .phases import retrain_from_init
+    from search.phases import retrain_from_init
     grid = _grid(args)
     rows = select_runs(load_results(args.results), args.run_id)
     data = Dataset.spiral()

@@ -40,9 +40,11 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .masks import effective_masks, mask_counts, pack_masks
-from .stats import reached_target, wilson_interval
-from .store import COLUMNS, ResultStore, row_masks, row_weights
+from cubist.masks import dense_weight_count, effective_masks, mask_counts, pack_masks, widths_key, widths_label
+from cubist.stats import reached_target, wilson_interval
+from cubist.store import COLUMNS, ResultStore, row_masks, row_weights
+
+from .symmetry import EXACT_MAX_WIDTH, compact_masks, mask_widths, max_shared_weights, same_orbit
 
 SEARCH_KIND = "search_masks"
 DENSE_KIND = "search_widths"
@@ -50,7 +52,6 @@ PRUNE_KIND = "prune"
 SEARCH_LABEL = "search"          # the search's row in the headline table
 NEVER = "never reached"          # marker of a method whose runs never reached the target
 NO_RUNS = "no runs"              # marker of an expected method without any rows
-EXACT_MAX_WIDTH = 5              # exact permutation search for hidden widths up to this (6: ~0.2 s a pair)
 SEARCH_GRID = ("lr", "schedule")             # a grid point of the search (its runs differ by init only)
 PRUNE_GRID = ("lr", "schedule", "params")    # a grid point of a pruner sweep
 
@@ -60,18 +61,6 @@ class ResultsError(ValueError):
 
 
 # -- loading ---------------------------------------------------------------------------------
-def widths_key(widths) -> tuple[int, ...]:
-    """A hashable ``(d0, d1, ..., dL)`` from a list, array or tuple of widths."""
-    if widths is None or (isinstance(widths, float) and math.isnan(widths)):
-        return ()
-    return tuple(int(w) for w in widths)
-
-
-def widths_label(widths) -> str:
-    """``2-3-3-3-1`` for printing."""
-    return "-".join(str(w) for w in widths_key(widths))
-
-
 def load_results(paths) -> pd.DataFrame:
     """All rows of one or more result store directories, one per ``run_id`` (first kept).
 
@@ -370,18 +359,12 @@ def smallest_dense(df: pd.DataFrame, target: float, confidence: float = 0.95) ->
             "best_lr", "best_schedule", *BEST_COLUMNS]
     if rates.empty:
         return pd.DataFrame(columns=cols)
-    table = rates.assign(dense_nnz=[dense_weights(w) for w in rates["widths"]], reached_runs=rates["successes"])
+    table = rates.assign(dense_nnz=[dense_weight_count(w) for w in rates["widths"]], reached_runs=rates["successes"])
     table["best_acc"] = table["best_acc"].where(table["reached_runs"] > 0)   # of the reaching runs
     good = [w for w, r in zip(table["widths"], table["reached_runs"]) if r > 0]
     table["minimal"] = [r > 0 and not any(v != w and embeds(v, w) for v in good)
                         for w, r in zip(table["widths"], table["reached_runs"])]
     return table.sort_values(["dense_nnz", "widths"], kind="stable").reset_index(drop=True)[cols]
-
-
-def dense_weights(widths) -> int:
-    """Weight count of the dense MLP with these widths."""
-    w = widths_key(widths)
-    return int(sum(a * b for a, b in zip(w, w[1:])))
 
 
 # -- the pruners -----------------------------------------------------------------------------
@@ -618,7 +601,7 @@ def overparam_curve(df: pd.DataFrame, target: float) -> pd.DataFrame:
     out = pd.DataFrame({
         "method": front["method"], "widths": front["widths"],
         "start_width": [max(w[1:-1]) if len(w) > 2 else 0 for w in front["widths"]],
-        "dense_nnz": [dense_weights(w) for w in front["widths"]],
+        "dense_nnz": [dense_weight_count(w) for w in front["widths"]],
         "nnz": front["min_weight_nnz"], "effective_nnz": front["min_effective_nnz"],
         "search_nnz": front["search_nnz"], "runs": front["runs"]})
     return out.sort_values(["method", "start_width", "dense_nnz"], kind="stable").reset_index(drop=True)[cols]
@@ -660,170 +643,6 @@ def search_frontier(df: pd.DataFrame) -> pd.DataFrame:
     """The search's accuracy/nnz Pareto front (pooled over searched architectures)."""
     pts = accuracy_vs_nnz(df)
     return pareto_front(pts[pts["kind"] == SEARCH_KIND])
-
-
-# -- masks up to hidden-unit symmetry -----------------------------------------------------------
-def compact_masks(masks) -> list[np.ndarray]:
-    """The effective weights (§5) with every hidden unit that carries none of them removed."""
-    eff = effective_masks(masks)
-    keep = [np.ones(eff[0].shape[1], dtype=bool)]
-    for l in range(len(eff) - 1):
-        keep.append(eff[l].any(axis=1) | eff[l + 1].any(axis=0))
-    keep.append(np.ones(eff[-1].shape[0], dtype=bool))
-    return [m[keep[l + 1]][:, keep[l]] for l, m in enumerate(eff)]
-
-
-def pad_masks(masks, widths) -> list[np.ndarray]:
-    """Masks grown to ``widths`` with empty units appended (the same function, more zeros)."""
-    widths = widths_key(widths)
-    out = []
-    for l, m in enumerate(masks):
-        m = np.asarray(m) != 0
-        p = np.zeros((widths[l + 1], widths[l]), dtype=bool)
-        p[: m.shape[0], : m.shape[1]] = m
-        out.append(p)
-    return out
-
-
-def mask_widths(masks) -> tuple[int, ...]:
-    return (int(masks[0].shape[1]),) + tuple(int(m.shape[0]) for m in masks)
-
-
-@lru_cache(maxsize=16)
-def _perms(d: int) -> np.ndarray:
-    return np.array(list(itertools.permutations(range(d))), dtype=np.int64).reshape(math.factorial(d), d)
-
-
-def _identity(d: int) -> np.ndarray:
-    return np.arange(d, dtype=np.int64)[None, :]
-
-
-def _pair_overlap(A: np.ndarray, B: np.ndarray, p_in: np.ndarray, p_out: np.ndarray) -> np.ndarray:
-    """``G[q, p] = sum_ij A[i, j] * B[p_out[q][i], p_in[p][j]]`` for all permutation pairs."""
-    Bq = B[p_out]                                                      # (nq, out, in)
-    C = np.einsum("ij,qik->qjk", A.astype(np.int64), Bq.astype(np.int64))  # (nq, in, in)
-    d = A.shape[1]
-    return C[:, np.arange(d)[None, :], p_in].sum(axis=-1)              # (nq, np)
-
-
-def _exact_overlap(A, B) -> int:
-    """Max shared nonzeros over joint hidden-unit permutations: DP along the layer chain.
-
-    With ``P_h`` the permutation of hidden layer ``h`` (inputs and output fixed), the overlap
-    is a sum of terms each coupling two consecutive ``P``, so the maximum is a Viterbi pass
-    over permutations: cost ``sum_h d_h! d_{h+1}! d_h`` instead of ``prod_h d_h!``.
-    """
-    w = mask_widths(A)
-    perms = [_identity(w[0])] + [_perms(d) for d in w[1:-1]] + [_identity(w[-1])]
-    value = np.zeros(1, dtype=np.int64)                                 # over perms of the input layer
-    for l in range(len(A)):
-        G = _pair_overlap(A[l], B[l], perms[l], perms[l + 1])           # (n_{l+1}, n_l)
-        value = (G + value[None, :]).max(axis=1)
-    return int(value.max())
-
-
-def _assign(S: np.ndarray) -> np.ndarray:
-    """Permutation ``p`` maximising ``sum_i S[i, p[i]]`` (Hungarian; greedy if scipy is missing)."""
-    try:
-        from scipy.optimize import linear_sum_assignment
-    except ImportError:  # greedy: take the largest remaining entry
-        d = S.shape[0]
-        p, used_r, used_c = np.zeros(d, dtype=np.int64), set(), set()
-        for flat in np.argsort(-S, axis=None, kind="stable"):
-            i, j = divmod(int(flat), d)
-            if i not in used_r and j not in used_c:
-                p[i] = j
-                used_r.add(i)
-                used_c.add(j)
-        return p
-    r, c = linear_sum_assignment(S, maximize=True)
-    p = np.zeros(S.shape[0], dtype=np.int64)
-    p[r] = c
-    return p
-
-
-def _overlap_given(A, B, perms) -> int:
-    return int(sum((A[l] & B[l][perms[l + 1]][:, perms[l]]).sum() for l in range(len(A))))
-
-
-def _heuristic_overlap(A, B, rounds: int = 50) -> int:
-    """A lower bound on the max overlap: coordinate ascent, one linear assignment per hidden layer.
-
-    Fixing every other layer's permutation, the overlap is linear in ``P_h`` (an assignment
-    problem over the rows of ``W_h`` and columns of ``W_{h+1}``), solved exactly; sweeps repeat
-    until nothing improves. Started from the identity. The value is achieved by an actual joint
-    permutation, so it never overstates the overlap.
-    """
-    w = mask_widths(A)
-    perms = [np.arange(d) for d in w]
-    best = _overlap_given(A, B, perms)
-    for _ in range(rounds):
-        for h in range(1, len(w) - 1):
-            Ai, Bi = A[h - 1].astype(np.int64), B[h - 1][:, perms[h - 1]].astype(np.int64)
-            Ao, Bo = A[h].astype(np.int64), B[h][perms[h + 1]].astype(np.int64)
-            # S[i, k]: shared weights if unit i of A is matched with unit k of B
-            S = Ai @ Bi.T + Ao.T @ Bo
-            perms[h] = _assign(S)
-        value = _overlap_given(A, B, perms)
-        if value <= best:
-            break
-        best = value
-    return best
-
-
-def max_shared_weights(a, b, exact_max_width: int = EXACT_MAX_WIDTH) -> tuple[int, bool]:
-    """Most nonzero weights two masks share under joint permutations of their hidden units.
-
-    Hidden units are interchangeable jointly (permuting hidden layer ``l`` permutes the rows of
-    ``W_l`` and the columns of ``W_{l+1}``; inputs and output are labelled, ALGORITHMS.md §3).
-    Masks of different widths are padded with empty units to the common widths. Returns
-    ``(shared, exact)``: exact by dynamic programming when every hidden width is at most
-    ``exact_max_width``, otherwise a lower bound from :func:`_heuristic_overlap`.
-    """
-    a = [np.asarray(m) != 0 for m in a]
-    b = [np.asarray(m) != 0 for m in b]
-    wa, wb = mask_widths(a), mask_widths(b)
-    if len(wa) != len(wb) or wa[0] != wb[0] or wa[-1] != wb[-1]:
-        raise ValueError(f"masks of widths {wa} and {wb} have different depth, inputs or outputs")
-    common = tuple(max(x, y) for x, y in zip(wa, wb))
-    a, b = pad_masks(a, common), pad_masks(b, common)
-    if max(common[1:-1], default=0) <= exact_max_width:
-        return _exact_overlap(a, b), True
-    return _heuristic_overlap(a, b), False
-
-
-def _orbit_key_function():
-    """``search.enumerate.orbit_key`` (exact canonical form) when the search package is installed."""
-    try:
-        from search.enumerate import orbit_key
-    except ImportError:
-        return None
-    return orbit_key
-
-
-def same_orbit(a, b) -> bool:
-    """Whether two masks are equal up to joint permutations of their hidden units.
-
-    Uses the search's canonical form (``search.enumerate.orbit_key``) when available. Otherwise
-    by :func:`max_shared_weights`: exact for hidden widths up to ``EXACT_MAX_WIDTH``; beyond, a
-    True is certain (a permutation mapping one mask onto the other was found) but a False may
-    miss a match.
-    """
-    a = [np.asarray(m) != 0 for m in a]
-    b = [np.asarray(m) != 0 for m in b]
-    if mask_widths(a) != mask_widths(b):
-        return False
-    key = _orbit_key_function()
-    if key is not None:
-        try:
-            return key(a) == key(b)
-        except ValueError:  # a stabiliser too large to list: fall back to the overlap
-            pass
-    na, nb = sum(int(m.sum()) for m in a), sum(int(m.sum()) for m in b)
-    if na != nb:
-        return False
-    shared, _ = max_shared_weights(a, b)
-    return shared == na
 
 
 def mask_overlap(df: pd.DataFrame, target: float, exact_max_width: int = EXACT_MAX_WIDTH) -> pd.DataFrame:
@@ -954,7 +773,7 @@ def best_run(df: pd.DataFrame, method: str, target: float, widths=None) -> pd.Se
 
 def model_from_row(row):
     """The trained network of a result row: ``MaskedMLP(widths, masks, params=weights)``."""
-    from .model import MaskedMLP
+    from cubist.model import MaskedMLP
     if row.get("weights") is None or row.get("mask_bits") is None:
         raise ResultsError(f"run {row.get('run_id')} kept no weights or mask to rebuild it from")
     return MaskedMLP(widths_key(row["widths"]), row_masks(row), params=row_weights(row), init_width=None)

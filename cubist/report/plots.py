@@ -1,6 +1,6 @@
 """Pictures of the Cubist Spiral, of single runs and of the audit (Zhang & Papyan, ICML 2024).
 
-Single runs, rebuilt from a result row (:func:`cubist.analysis.model_from_row`):
+Single runs, rebuilt from a result row (:func:`cubist.report.tables.model_from_row`):
 
 - decision regions on the paper's 512 x 512 grid over [-2.25, 2.25]^2, with the data
   (:func:`plot_regions`);
@@ -71,7 +71,7 @@ def plot_data(X: np.ndarray, y: np.ndarray, path: str | None = None, ax=None, s:
 @lru_cache(maxsize=1)
 def spiral_data() -> tuple[np.ndarray, np.ndarray]:
     """The paper's training set (cached: every region picture draws it)."""
-    from .spiral import make_spiral
+    from cubist.spiral import make_spiral
     return make_spiral()
 
 
@@ -117,7 +117,7 @@ def network_graph(masks, weights=None) -> dict:
     :func:`cubist.masks.effective_masks` of that nonzero pattern. Nodes are
     ``(unit_layer, unit, live)``; a hidden unit is live when it lies on an input-to-output path.
     """
-    from .masks import effective_masks, reachability
+    from cubist.masks import effective_masks, reachability
     nz = [np.asarray(m) != 0 for m in masks]
     if weights is not None:
         nz = [m & (np.asarray(w) != 0) for m, (w, _) in zip(nz, weights)]
@@ -193,7 +193,7 @@ def switch_lines(masks, weights, extent: float = EXTENT) -> list[dict]:
     origin), ``ends`` (two points on the line, beyond the box of half-width ``extent``) and
     ``effective`` (the unit lies on an input-to-output path).
     """
-    from .masks import effective_masks
+    from cubist.masks import effective_masks
     W, b = (np.asarray(a, dtype=np.float64) for a in weights[0])
     nz = [np.asarray(m) != 0 for m in masks]
     nz = [m & (np.asarray(w) != 0) for m, (w, _) in zip(nz, weights)]
@@ -244,7 +244,7 @@ def plot_switch_lines(model, ax, X=None, y=None, extent: float = EXTENT, regions
 
 # -- several runs ----------------------------------------------------------------------------
 def run_title(row) -> str:
-    from .analysis import widths_label
+    from .tables import widths_label
 
     def num(v, fmt):
         return "?" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
@@ -258,11 +258,11 @@ def plot_runs(rows, what=WHAT, X=None, y=None, panel_inches: float = 4.0, dpi: i
     """One column per run, one row per picture in ``what`` (regions, network, lines).
 
     ``rows``: result rows (DataFrame, or a list of dicts/Series), each rebuilt with
-    :func:`cubist.analysis.model_from_row`. ``X, y``: the points drawn (default: the paper's
+    :func:`cubist.report.tables.model_from_row`. ``X, y``: the points drawn (default: the paper's
     spiral, :func:`spiral_data`). The figure is exactly ``panel_inches * len(rows)`` by
     ``panel_inches * len(what)`` inches at ``dpi``.
     """
-    from .analysis import model_from_row
+    from .tables import model_from_row
     what = list(what)
     unknown = [w for w in what if w not in WHAT]
     if unknown or not what:
@@ -338,14 +338,14 @@ def _legend_outside(ax, **kw):
 def plot_pareto(points, frontier, ax, target: float | None = None, method_fronts=None, styles=None):
     """Accuracy against weight nnz: the search's masks and Pareto front, each method's front.
 
-    ``points``: :func:`cubist.analysis.accuracy_vs_nnz`; ``frontier``:
-    :func:`cubist.analysis.search_frontier`; ``method_fronts``: optional
-    :func:`cubist.analysis.pareto_front` by method, drawn as steps with markers (the runs of a
+    ``points``: :func:`cubist.report.tables.accuracy_vs_nnz`; ``frontier``:
+    :func:`cubist.report.tables.search_frontier`; ``method_fronts``: optional
+    :func:`cubist.report.tables.pareto_front` by method, drawn as steps with markers (the runs of a
     method are faint dots of its colour). Dense architectures (phase 1) are drawn only as their
     front (dashed), and the x range is that of the masks and pruned runs, so thousands of dense
     runs do not bury the comparison. ``styles``: :func:`method_styles` (default: from ``points``).
     """
-    from .analysis import DENSE_KIND, SEARCH_KIND, pareto_front
+    from .tables import DENSE_KIND, SEARCH_KIND, pareto_front
     search = points[points["kind"] == SEARCH_KIND]
     dense = points[points["kind"] == DENSE_KIND]
     others = points[(points["kind"] != SEARCH_KIND) & (points["kind"] != DENSE_KIND)]
@@ -393,7 +393,7 @@ def plot_pareto(points, frontier, ax, target: float | None = None, method_fronts
 def plot_overparam(curve, ax, search_nnz: float | None = None, styles=None):
     """Smallest nnz reaching the target against the starting width, one line per method.
 
-    ``curve``: :func:`cubist.analysis.overparam_curve`. Methods are dodged slightly sideways so
+    ``curve``: :func:`cubist.report.tables.overparam_curve`. Methods are dodged slightly sideways so
     equal values stay visible; a method that never reached the target at a width gets its marker
     in the band above the axes' top (labelled "never"); ``search_nnz`` draws the search's bound.
     """
@@ -431,55 +431,6 @@ def plot_overparam(curve, ax, search_nnz: float | None = None, styles=None):
         ax.minorticks_off()
     _legend_outside(ax)
     return ax
-
-
-# -- cubist plot -----------------------------------------------------------------------------
-def add_parser(sub):
-    from .cli import DEFAULT_STORE, command_help, csv
-    p = sub.add_parser("plot", help=command_help("plot"),
-                       description="Draw one or several runs of result stores side by side.")
-    p.add_argument("results", nargs="*", default=[DEFAULT_STORE], metavar="RESULTS",
-                   help=f"result store directories (default {DEFAULT_STORE})")
-    pick = p.add_mutually_exclusive_group(required=True)
-    pick.add_argument("--run-id", type=csv(), metavar="ID[,ID...]",
-                      help="the runs to draw (unique prefixes suffice)")
-    pick.add_argument("--best", action="store_true",
-                      help="the sparsest run of each --method reaching --target ('search' for the search)")
-    p.add_argument("--method", type=csv(), metavar="M[,M...]", help="methods for --best")
-    p.add_argument("--target", type=float, default=0.95, help="train accuracy for --best (default 0.95)")
-    p.add_argument("--widths", type=csv(int, minimum=1), metavar="D0,...,DL",
-                   help="only runs of these widths (--best)")
-    p.add_argument("--out", default="plot.png", metavar="FILE", help="figure file, .png or .svg (default plot.png)")
-    p.add_argument("--formats", type=csv(str, choices=FORMATS), metavar="png,svg",
-                   help="write FILE's stem in each of these formats")
-    p.add_argument("--what", type=csv(str, choices=WHAT), default=list(WHAT), metavar="regions,network,lines",
-                   help="pictures per run (default all)")
-    p.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100; 400 pixels per panel)")
-    p.set_defaults(func=_run_plot)
-
-
-def _run_plot(args):
-    from .analysis import best_run, load_results, select_runs
-    from .cli import CubistError, check_writable_file
-    try:
-        paths = output_paths(args.out, args.formats)
-    except ValueError as e:
-        raise CubistError(str(e))
-    for path in paths:
-        check_writable_file(path)
-    df = load_results(args.results)
-    if args.best:
-        if not args.method:
-            raise CubistError("--best needs --method (e.g. --method imp,search)")
-        rows = [best_run(df, m, args.target, widths=args.widths) for m in args.method]
-    else:
-        if args.method or args.widths:
-            raise CubistError("--method and --widths select runs only with --best")
-        rows = [r for _, r in select_runs(df, args.run_id).iterrows()]
-    fig = plot_runs(rows, args.what, dpi=args.dpi)
-    for path in save_figure(fig, args.out, args.formats):
-        print(f"wrote {path}")
-    return 0
 
 
 def _input_space_axes(ax, extent: float):

@@ -1,9 +1,9 @@
 """``cubist audit``: the report comparing pruning with the exact sparsest models.
 
-Reads result stores, computes the tables of :mod:`cubist.analysis` for each target accuracy
+Reads result stores, computes the tables of :mod:`cubist.report.tables` for each target accuracy
 (the paper's 95% and 99.5%; Zhang & Papyan, "Sparsest Models Elude Pruning", ICML 2024),
 draws the Pareto plot, the over-parameterisation curve and the sparsest runs
-(:mod:`cubist.plots`), and writes ``report.md`` and ``report.html`` (figures linked, PNG and
+(:mod:`cubist.report.plots`), and writes ``report.md`` and ``report.html`` (figures linked, PNG and
 SVG side by side) into the output directory; the headline table is printed.
 
 :func:`audit_tables`, :func:`write_report` and :func:`run_audit` are the library entry
@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from . import analysis as A
+from cubist.version import __version__
+
+from . import tables as A
 
 DEFAULT_OUT = "audit"
 BEST_RUNS_MAX = 6          # runs drawn side by side in the best-runs figure
@@ -53,8 +54,8 @@ def audit_tables(df: pd.DataFrame, target: float, methods=None,
 
 
 def success_by_nnz(levels: pd.DataFrame, success: pd.DataFrame) -> pd.DataFrame:
-    """The search's levels (:func:`~cubist.analysis.level_success`) and every method's budgets
-    (:func:`~cubist.analysis.success_rates`) in one table, sorted by nnz, the search first.
+    """The search's levels (:func:`~cubist.report.tables.level_success`) and every method's budgets
+    (:func:`~cubist.report.tables.success_rates`) in one table, sorted by nnz, the search first.
 
     Columns: ``nnz``, ``method``, ``widths``; for the search ``masks`` (tried at that nnz) and
     ``masks_reaching`` (reaching at least once), NaN for a method; ``inits`` and ``runs``; the
@@ -87,7 +88,7 @@ def success_by_nnz(levels: pd.DataFrame, success: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_reached(df: pd.DataFrame, target: float) -> None:
-    """Raise :class:`~cubist.analysis.ResultsError` when no run reached ``target``."""
+    """Raise :class:`~cubist.report.tables.ResultsError` when no run reached ``target``."""
     ok = A.reached(df, target)
     if not ok.any():
         live = df.loc[~df["diverged"].astype(bool), "train_acc"]
@@ -446,7 +447,7 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
     budget counts as reliably reaching a target (``rate_nnz``, ``rate_level``).
 
     Returns ``{"tables": {target: {...}}, "files": [...]}``. Raises
-    :class:`~cubist.analysis.ResultsError` when no run reached one of the targets.
+    :class:`~cubist.report.tables.ResultsError` when no run reached one of the targets.
     """
     df = A._normalise(df)
     targets = [float(t) for t in targets]
@@ -476,115 +477,3 @@ def run_audit(results, targets=(0.95,), out_dir: str = DEFAULT_OUT, methods=None
     df = A.load_results(results)
     return write_report(df, targets, out_dir, methods=methods, sources=results, figures=figures,
                         formats=formats, min_rate=min_rate)
-
-
-# -- --quick ---------------------------------------------------------------------------------
-QUICK_METHODS = ("gmp", "snip", "synflow", "random")   # one training run each: cheap
-# (4,2,5) is the architecture with the fewest weights that phase 1 found reaching 95% (results/),
-# and its phase-2 search reaches 95% at 27 weights with lr 0.05 and cosine annealing.
-QUICK_HIDDEN = (4, 2, 5)
-QUICK_WIDTHS = ((2, 4, 2, 5, 1), (2, 16, 16, 16, 1))
-QUICK_NNZ = (20, 27, 40, 65)
-
-
-def quick_sweeps(*, methods=QUICK_METHODS, widths=QUICK_WIDTHS, nnz=QUICK_NNZ, lrs=(0.05,),
-                 schedules=("cosine",), seeds: int = 1, epochs: int = 50, device: str = "auto") -> list:
-    """The pruner sweeps of the quick audit (``pruners.runner.SweepConfig``), budgets that fit."""
-    from pruners.runner import SweepConfig
-    out = []
-    for w in widths:
-        budgets = tuple(f for f in nnz if f <= A.dense_weights(w))
-        for m in methods:
-            if budgets:
-                out.append(SweepConfig(method=m, widths=tuple(w), nnz=budgets, lrs=tuple(lrs),
-                                       schedules=tuple(schedules), seeds=seeds, epochs=epochs, device=device))
-    return out
-
-
-def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = 50, target: float = 0.95,
-                    hidden=QUICK_HIDDEN, max_nnz: int | None = None, methods=QUICK_METHODS, widths=QUICK_WIDTHS,
-                    nnz=QUICK_NNZ, lrs=(0.05,), schedules=("cosine",), seeds: int = 1, device: str = "auto",
-                    jobs: int = 1, quiet: bool = True, figures: bool = True, min_rate: float = DEFAULT_MIN_RATE,
-                    log=print) -> dict:
-    """A small end-to-end audit into ``out_dir`` (results in ``out_dir/runs``, resumable).
-
-    1. the search's phase 2 for ``hidden`` over the mask orbits, sparsest level first, until a
-       level reaches ``target`` (or every level up to ``max_nnz``) (``search.phases.search_masks``)
-       on the grid ``lrs x schedules x seeds``;
-    2. each pruner of ``methods`` at each of ``widths`` and budgets ``nnz`` (``pruners.run_sweep``);
-    3. :func:`run_audit` on the result store.
-
-    Fewer ``epochs`` than the paper's 50 make every number an upper bound on what 50 give.
-    """
-    import pruners
-    from search import phases
-    from .store import ResultStore
-    store = ResultStore(os.path.join(out_dir, "runs"))
-    grid = phases.Grid(lrs=tuple(lrs), schedules=tuple(schedules), seeds=seeds, epochs=epochs)
-    log(f"quick audit: search {tuple(hidden)} up to {max_nnz} weights, {epochs} epochs")
-    phases.search_masks(tuple(hidden), target, grid, store=store, max_nnz=max_nnz, jobs=jobs, quiet=quiet,
-                        log=log if not quiet else (lambda *a, **k: None))
-    for cfg in quick_sweeps(methods=methods, widths=widths, nnz=nnz, lrs=lrs, schedules=schedules, seeds=seeds,
-                            epochs=epochs, device=device):
-        log(f"quick audit: prune {cfg.method} {A.widths_label(cfg.widths)} at {cfg.nnz}")
-        pruners.run_sweep(cfg, store=store, progress=not quiet, threads=jobs)
-    return run_audit([store.path], [target], out_dir, methods=list(methods), figures=figures, min_rate=min_rate)
-
-
-# -- cubist audit ----------------------------------------------------------------------------
-def add_parser(sub):
-    from .cli import command_help, csv, positive_int
-    p = sub.add_parser("audit", help=command_help("audit"),
-                       description="Read result stores, write report.md and report.html with figures, "
-                                   "print the headline table.")
-    p.add_argument("results", nargs="*", metavar="RESULTS", help="result store directories")
-    p.add_argument("--target", type=csv(float), default=[0.95], metavar="ACC[,ACC...]",
-                   help="train accuracy targets (default 0.95)")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report directory (default {DEFAULT_OUT})")
-    p.add_argument("--methods", type=csv(), metavar="M[,M...]",
-                   help="methods expected in the headline (missing ones are listed as 'no runs')")
-    p.add_argument("--formats", type=csv(str, choices=("png", "svg")), default=["png", "svg"],
-                   help="figure formats (default png,svg)")
-    p.add_argument("--min-rate", type=float, default=DEFAULT_MIN_RATE, metavar="Q",
-                   help="a mask or pruning budget reaches the target reliably when its best grid point "
-                        "reaches it in at least this fraction of its inits; the report gives the fewest nnz "
-                        f"that does (default {DEFAULT_MIN_RATE:g}: more often than not)")
-    p.add_argument("--no-figures", action="store_true", help="tables only")
-    p.add_argument("--quick", action="store_true",
-                   help="run a small search and pruner sweep first (into DIR/runs), then audit it")
-    p.add_argument("--epochs", type=positive_int, default=50, help="epochs per run for --quick (default 50)")
-    p.add_argument("--quiet", action="store_true", help="--quick: no progress bars")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="--quick: where torch runs")
-    p.add_argument("--jobs", type=positive_int, default=1, help="--quick: parallel workers / threads (default 1)")
-    p.set_defaults(func=_run)
-
-
-def _run(args):
-    from .cli import CubistError
-    for t in args.target:
-        if not 0 < t <= 1:
-            raise CubistError(f"--target {t} is not an accuracy in (0, 1]")
-    if not 0 < args.min_rate <= 1:
-        raise CubistError(f"--min-rate {args.min_rate:g} is not a success rate in (0, 1]")
-    if args.quick:
-        if args.results:
-            raise CubistError("--quick writes its own results; give no RESULTS")
-        if len(args.target) > 1:
-            raise CubistError("--quick audits one --target")
-        report = run_quick_audit(args.out, epochs=args.epochs, target=args.target[0], device=args.device,
-                                 jobs=args.jobs, figures=not args.no_figures, quiet=args.quiet,
-                                 min_rate=args.min_rate, log=print)
-    else:
-        if not args.results:
-            raise CubistError("give at least one RESULTS directory (or --quick)")
-        report = run_audit(args.results, args.target, args.out, methods=args.methods,
-                           figures=not args.no_figures, formats=args.formats, min_rate=args.min_rate)
-    for t, tables in report["tables"].items():
-        print(f"Target {t:g}: fewest nonzero weights reaching it; {RATE} at that nnz "
-              f"(best grid point, 95% interval); rate_nnz: fewest nnz with rate >= {args.min_rate:g}")
-        head = report_view("headline", tables)
-        cols = ["rank", "method", "widths", "nnz", "effective_nnz", "ratio", RATE, "inits", "rate_nnz", "status"]
-        print(text_table(head[[c for c in cols if c in head.columns]]))
-        print()
-    print(f"wrote {os.path.join(args.out, 'report.md')} and {os.path.join(args.out, 'report.html')}")
-    return 0

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from cubist.cli import CubistError, add_common, command_help, csv, positive_int
 from cubist.train import SCHEDULES
+
+from .common import CubistError, add_common, command_help, csv, positive_int
 
 
 def _method_fields() -> dict[str, tuple[type, str, list[str]]]:
     """Union of the config fields of all methods: name -> (type, help, methods taking it)."""
-    from . import load_methods
+    from pruners import load_methods
     out: dict[str, tuple[type, str, list[str]]] = {}
     for name, cls in sorted(load_methods().items()):
         for f in dataclasses.fields(cls.Config):
@@ -32,7 +33,7 @@ def _method_fields() -> dict[str, tuple[type, str, list[str]]]:
 
 
 def add_parser(sub) -> None:
-    from . import load_methods
+    from pruners import load_methods
     methods = sorted(load_methods())
     p = sub.add_parser(
         "prune", help=command_help("prune"),
@@ -55,6 +56,8 @@ def add_parser(sub) -> None:
                    help="runs per batched model (default 0: auto, 256 on CPU, 2048 on CUDA)")
     p.add_argument("--heldout", choices=["between", "noisy"], default="between", help="held-out set (default between)")
     p.add_argument("--no-weights", action="store_true", help="do not store final weights in the rows")
+    p.add_argument("--target", type=float, default=0.95,
+                   help="train accuracy the closing line counts runs reaching (default 0.95; not stored)")
     add_common(p)
     mg = p.add_argument_group("method hyper-parameters (each applies to the methods listed)")
     for name, (typ, help_text, takers) in _method_fields().items():
@@ -71,8 +74,8 @@ def add_parser(sub) -> None:
 
 def sweep_config_from_args(args):
     """The :class:`~pruners.runner.SweepConfig` described by parsed ``cubist prune`` flags."""
-    from . import get_method
-    from .runner import SweepConfig
+    from pruners import get_method
+    from pruners.runner import SweepConfig
     cls = get_method(args.method)
     accepted = {f.name for f in dataclasses.fields(cls.Config)}
     params = {}
@@ -99,9 +102,12 @@ def sweep_config_from_args(args):
 def _run(args) -> int:
     import os
 
+    import numpy as np
+
+    from cubist.stats import reached_target
     from cubist.store import ResultStore
 
-    from .runner import build_runs, load_data, run_sweep
+    from pruners.runner import build_runs, load_data, run_sweep
     cfg = sweep_config_from_args(args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CubistError(f"--out {args.out} exists and is not a directory")
@@ -111,7 +117,8 @@ def _run(args) -> int:
     rows = run_sweep(cfg, store=store, progress=not args.quiet, threads=1, jobs=args.jobs)
     if not args.quiet:
         skipped = total - len(rows)
-        reached = sum(1 for r in rows if r["train_acc"] is not None and r["train_acc"] >= 0.95)
+        reached = int(reached_target([np.nan if r["train_acc"] is None else r["train_acc"] for r in rows],
+                                     [r["diverged"] for r in rows], args.target).sum())
         print(f"prune {cfg.method}: {len(rows)} runs done, {skipped} already stored"
-              f" ({done_before} rows in {args.out} before); {reached} reached 95% train accuracy")
+              f" ({done_before} rows in {args.out} before); {reached} reached {args.target:g} train accuracy")
     return 0

@@ -1,0 +1,5 @@
+import sys
+
+from cubist.cli import main
+
+sys.exit(main())

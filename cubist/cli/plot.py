@@ -1,0 +1,54 @@
+"""``cubist plot``: draw runs of result stores side by side (decision regions, network, switching lines)."""
+from __future__ import annotations
+
+from cubist.report.plots import FORMATS, WHAT, output_paths, plot_runs, save_figure
+
+from .common import DEFAULT_STORE, CubistError, check_writable_file, command_help, csv
+
+
+def add_parser(sub):
+    p = sub.add_parser("plot", help=command_help("plot"),
+                       description="Draw one or several runs of result stores side by side.")
+    p.add_argument("results", nargs="*", default=[DEFAULT_STORE], metavar="RESULTS",
+                   help=f"result store directories (default {DEFAULT_STORE})")
+    pick = p.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--run-id", type=csv(), metavar="ID[,ID...]",
+                      help="the runs to draw (unique prefixes suffice)")
+    pick.add_argument("--best", action="store_true",
+                      help="the sparsest run of each --method reaching --target ('search' for the search)")
+    p.add_argument("--method", type=csv(), metavar="M[,M...]", help="methods for --best")
+    p.add_argument("--target", type=float, default=0.95, help="train accuracy for --best (default 0.95)")
+    p.add_argument("--widths", type=csv(int, minimum=1), metavar="D0,...,DL",
+                   help="only runs of these widths (--best)")
+    p.add_argument("--out", default="plot.png", metavar="FILE", help="figure file, .png or .svg (default plot.png)")
+    p.add_argument("--formats", type=csv(str, choices=FORMATS), metavar="png,svg",
+                   help="write FILE's stem in each of these formats")
+    p.add_argument("--what", type=csv(str, choices=WHAT), default=list(WHAT), metavar="regions,network,lines",
+                   help="pictures per run (default all)")
+    p.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100; 400 pixels per panel)")
+    p.set_defaults(func=_run_plot)
+
+
+def _run_plot(args):
+    try:
+        paths = output_paths(args.out, args.formats)
+    except ValueError as e:
+        raise CubistError(str(e))
+    for path in paths:
+        check_writable_file(path)
+    from cubist.report.tables import best_run, load_results, select_runs
+    df = load_results(args.results)
+    if args.best:
+        if not args.method:
+            raise CubistError("--best needs --method (e.g. --method imp,search)")
+        rows = [best_run(df, m, args.target, widths=args.widths) for m in args.method]
+    else:
+        if args.method or args.widths:
+            raise CubistError("--method and --widths select runs only with --best")
+        rows = [r for _, r in select_runs(df, args.run_id).iterrows()]
+    fig = plot_runs(rows, args.what, dpi=args.dpi)
+    for path in save_figure(fig, args.out, args.formats):
+        print(f"wrote {path}")
+    return 0
+
+
