@@ -7,8 +7,9 @@ Layout, top to bottom:
 - :mod:`pruners.masking`, :mod:`pruners.density`, :mod:`pruners.schedules`: exact top-k that
   respects the current mask, per-layer density schemes, pruning schedules;
 - :mod:`pruners.optim`, :mod:`pruners.train`: per-replica SGD and the paper's training protocol;
-- :mod:`pruners.base`: the registry (:data:`METHODS`, :func:`register`), the strategy
-  :class:`Method` whose one extension point is :meth:`Method.scores`, and :class:`PruneContext`;
+- :mod:`pruners.base`: the registry (:data:`METHODS`, :func:`register`, :func:`load_methods`),
+  the strategy :class:`Method` whose one extension point is :meth:`Method.scores`, and
+  :class:`PruneContext`;
 - :mod:`pruners.procedures`: at_init / cycles / gradual / after_training, shared by all methods;
 - ``pruners/methods*.py``: the methods (imp, lrr, gmp, random, snip, grasp, synflow here;
   reparametrised ones in their own modules), loaded by :func:`load_methods`;
@@ -21,29 +22,11 @@ config dataclass, override ``scores``, decorate with :func:`register`, put it in
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from .base import (METHODS, AfterTrainingConfig, AtInitConfig, CyclesConfig, EpochStats, GradualConfig, Method,
-                   MethodConfig, PruneContext, get_method, register)
+                   MethodConfig, PruneContext, get_method, load_methods, register)
 from .layers import BatchedLinear, BatchedMLP, Prunable, attach_masks, prunable_layers
 from .masking import mask_overlap, sparsity_report
-
-_loaded = False
-
-
-def load_methods() -> dict:
-    """Import every ``pruners.methods*`` module (registering their methods); returns :data:`METHODS`."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-            if info.name.startswith("methods"):
-                importlib.import_module(f"{__name__}.{info.name}")
-    return METHODS
-
-
-from .runner import SweepConfig, rerun, run_sweep  # noqa: E402  (the library entry points)
+from .runner import SweepConfig, rerun, run_sweep  # the library entry points
 
 
 __all__ = ["METHODS", "Method", "MethodConfig", "AtInitConfig", "CyclesConfig", "GradualConfig",

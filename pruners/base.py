@@ -21,14 +21,16 @@ How to add a method
    applies a mask itself.
 3. Optional training-time hooks (default no-ops), for methods that change how the network is
    trained (PILoT, spred, STR, DWF): :meth:`Method.setup` (install a reparametrisation with
-   :meth:`pruners.layers.Prunable.set_reparam`), :meth:`Method.penalty` (added to the loss),
-   :meth:`Method.after_step`, :meth:`Method.after_epoch` (per-replica train accuracy in
-   ``stats``), :meth:`Method.after_prune` (adjust masks after a pruning event, keeping the
-   counts) and :meth:`Method.finalize` (collapse the reparametrisation into the raw weight
-   before the final prune to the target count).
+   :meth:`pruners.layers.Prunable.set_reparam`), :meth:`Method.before_train` (right before each
+   training run the procedure starts: every round of ``cycles``, the fine-tuning run),
+   :meth:`Method.penalty` (added to the loss), :meth:`Method.after_step`,
+   :meth:`Method.after_epoch` (per-replica train accuracy in ``stats``),
+   :meth:`Method.after_prune` (adjust masks after a pruning event, keeping the counts) and
+   :meth:`Method.finalize` (collapse the reparametrisation into the raw weight before the final
+   prune to the target count).
 4. Put the class in a module ``pruners/methods*.py`` (e.g. ``pruners/methods_reparam.py``):
-   :func:`pruners.load_methods` imports every such module, so the method appears in
-   :data:`METHODS`, in ``cubist prune --method`` and in :func:`pruners.run_sweep`.
+   :func:`load_methods` imports every such module, so the method appears in :data:`METHODS`,
+   in ``cubist prune --method`` and in :func:`pruners.run_sweep`.
 
 Procedures (``Method.procedure``; implemented once in :mod:`pruners.procedures`):
 
@@ -37,10 +39,17 @@ Procedures (``Method.procedure``; implemented once in :mod:`pruners.procedures`)
 - ``"cycles"``: train, prune a fraction of the survivors, rewind (weights to init or step k =
   IMP / lottery tickets, or only the LR schedule = LRR), repeat until the target (or exactly
   ``cycles`` geometric rounds); then train. All replicas of one context must need the same
-  number of rounds (:func:`pruners.runner.plan_chunks` groups them).
+  number of rounds (:func:`pruners.runner.plan_chunks` groups them by
+  :meth:`MethodConfig.retrain_rounds`).
 - ``"gradual"``: prune on the cubic schedule during one training run (GMP, Zhu & Gupta 2017).
 - ``"after_training"``: train (with the method's hooks), finalize, prune to the target, then
   optionally fine-tune (PILoT, spred, STR, DWF).
+
+What a procedure will do is known before it runs, from its config alone:
+:meth:`MethodConfig.retrain_rounds` (rounds of training before the last training run),
+:meth:`MethodConfig.total_epochs` and :meth:`MethodConfig.check_run_length`. The procedure
+configs override them; a sweep asks them to plan (which runs share a batched model, progress,
+errors before any training) and never reads a procedure's fields itself.
 
 Replicas: every tensor a method sees has a leading replica axis ``R`` (an ensemble of spiral
 MLPs trained at once, or ``R = 1`` for a plain module such as a CNN). Targets are per replica:
@@ -51,13 +60,16 @@ treat replicas independently (no reductions across the replica axis) and draw ra
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from . import density
+from . import density, schedules
 from .layers import Prunable, update_bias_masks
 from .masking import topk_keep
 
@@ -91,6 +103,29 @@ class MethodConfig:
 
     def to_params(self) -> dict:
         return dataclasses.asdict(self)
+
+    def pruned(self, layers: Sequence) -> list:
+        """The items of ``layers`` (one per weight layer, input to output: the layers or their
+        weight counts) that are pruned; the others stay dense."""
+        return list(layers[:-1]) if self.prunable == "hidden" else list(layers)
+
+    # what the procedure will do, from the config alone (overridden by the procedure configs)
+    def retrain_rounds(self, layer_weights: Sequence[int], target: int) -> int:
+        """Rounds of training and pruning before the last training run, for one replica whose
+        weight layers hold ``layer_weights`` weights, pruned to ``target`` weight nonzeros.
+
+        Replicas with the same count make the same sequence of training calls, so they can share
+        one context (one batched model). 0: one training run.
+        """
+        return 0
+
+    def total_epochs(self, epochs: int, layer_weights: Sequence[int], target: int) -> int:
+        """Epochs one replica trains in all when each training run lasts ``epochs``."""
+        return epochs * (self.retrain_rounds(layer_weights, target) + 1)
+
+    def check_run_length(self, steps: int) -> None:
+        """Raise ``ValueError`` if training runs of ``steps`` optimiser steps cannot carry out the
+        procedure (checked before any training)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +164,18 @@ class CyclesConfig(MethodConfig):
         if self.rewind_step < 0:
             raise ValueError(f"rewind_step must be >= 0, got {self.rewind_step}")
 
+    def retrain_rounds(self, layer_weights: Sequence[int], target: int) -> int:
+        """``cycles``, or the rounds of ``rate`` needed from the prunable weights to the budget."""
+        if self.cycles:
+            return self.cycles
+        n = sum(self.pruned(layer_weights))
+        fixed = sum(layer_weights) - n
+        return schedules.geometric_rounds(n, target - fixed, self.rate)
+
+    def check_run_length(self, steps: int) -> None:
+        if self.rewind == "step" and self.rewind_step > steps:
+            raise ValueError(f"rewind_step {self.rewind_step} lies beyond the first training run ({steps} steps)")
+
 
 @dataclass(frozen=True)
 class GradualConfig(MethodConfig):
@@ -159,6 +206,10 @@ class AfterTrainingConfig(MethodConfig):
         if self.finetune_epochs < 0:
             raise ValueError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
 
+    def total_epochs(self, epochs: int, layer_weights: Sequence[int], target: int) -> int:
+        """The training run, then ``finetune_epochs`` of fine-tuning."""
+        return super().total_epochs(epochs, layer_weights, target) + self.finetune_epochs
+
 
 PROCEDURE_CONFIGS = {"at_init": AtInitConfig, "cycles": CyclesConfig, "gradual": GradualConfig,
                      "after_training": AfterTrainingConfig}
@@ -176,7 +227,13 @@ class EpochStats:
 
 
 class Method:
-    """A pruning strategy. Override :meth:`scores`; everything else has shared defaults."""
+    """A pruning strategy. Override :meth:`scores`; everything else has shared defaults.
+
+    The procedures call the optional hooks as follows: :meth:`setup` once; for every training
+    run :meth:`before_train` once, then :meth:`penalty` and :meth:`after_step` at every step and
+    :meth:`after_epoch` after every epoch; :meth:`after_prune` after every pruning event;
+    :meth:`finalize` before the final prune (``after_training``).
+    """
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = AtInitConfig
@@ -208,6 +265,11 @@ class Method:
     # optional hooks
     def setup(self, ctx: "PruneContext") -> None:
         """Before the first training call (after the initial state is saved)."""
+
+    def before_train(self, ctx: "PruneContext") -> None:
+        """Right before each training run begins (after :meth:`setup` for the first; after the
+        prune and rewind of a round; before fine-tuning). Not called when the trainer has stopped
+        for good (a plain module whose run diverged takes no more steps)."""
 
     def penalty(self, ctx: "PruneContext") -> torch.Tensor | None:
         """A regulariser added to the loss at every step: a scalar, or ``(R,)`` summed over replicas."""
@@ -243,8 +305,22 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+_loaded = False
+
+
+def load_methods() -> dict[str, type[Method]]:
+    """Import every ``pruners.methods*`` module (registering their methods); returns :data:`METHODS`."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda i: i.name):
+            if info.name.startswith("methods"):
+                importlib.import_module(f"{__package__}.{info.name}")
+    return METHODS
+
+
 def get_method(name: str) -> type[Method]:
-    from . import load_methods
+    """The registered :class:`Method` subclass called ``name`` (after :func:`load_methods`)."""
     load_methods()
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
@@ -267,7 +343,7 @@ class PruneContext:
         self.trainer = trainer
         self.all_layers = all_layers
         self.config = config
-        self.layers = all_layers[:-1] if config.prunable == "hidden" else list(all_layers)
+        self.layers = config.pruned(all_layers)
         if not self.layers:
             raise ValueError("no prunable layers")
         self.R = all_layers[0].R

@@ -23,8 +23,8 @@ fine-tuning with ``--finetune-epochs``).
 - ``imp+pilot`` / ``lrr+pilot``: PILoT training in every round of IMP (rewind to init: the
   factors return to PILoT's init) or LRR (factors and momentum kept, LR schedule restarted);
   rounds prune the folded ``|m * w|`` globally; Algorithm 1 restarts with every round's
-  training call (``alpha_0``, K from that call's starting L1). The factors stay installed after
-  the last round (the network computes with ``m * w * mask``).
+  training call (in :meth:`Method.before_train`: ``alpha_0``, K from that call's starting L1).
+  The factors stay installed after the last round (the network computes with ``m * w * mask``).
 
 Regularisers: each method's own regulariser is the only decay its factors get. The trainer
 applies the protocol's weight decay to every trainable tensor; for the factors it is cancelled
@@ -352,18 +352,10 @@ class _PilotTraining:
         ctx.record("pilot_alpha_final", s.alpha.tolist())
         ctx.record("pilot_alpha_ups", s.ups.tolist())
         ctx.record("pilot_updates", s.k)
-        self._pending = True
 
-    def setup(self, ctx):
-        ReparamMethod.setup(self, ctx)
-        self._pending = False
-        self._start_call(ctx)
-
-    def penalty(self, ctx):
-        if getattr(self, "active", False) and self._pending:  # a later round's training call starts
-            self._pending = False
+    def before_train(self, ctx):
+        if self.active:  # every training call with the factors installed (not fine-tuning after the fold)
             self._start_call(ctx)
-        return ReparamMethod.penalty(self, ctx)
 
     def after_step(self, ctx):
         if not self.active or self.config.pilot_update != "step":

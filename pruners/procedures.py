@@ -16,7 +16,8 @@
 - ``after_training``: train (with the method's hooks), finalize, prune once to F, fine-tune
   for ``finetune_epochs`` (0 = none).
 
-Every procedure ends with exactly ``ctx.targets[r]`` weight nonzeros in replica ``r``.
+Every procedure ends with exactly ``ctx.targets[r]`` weight nonzeros in replica ``r``. Every
+training run goes through :func:`_train`, which calls :meth:`Method.before_train` first.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def _train(method: Method, ctx: PruneContext, epochs: int | None = None, after_s
     def epoch(e, epochs_, acc, loss):
         method.after_epoch(ctx, EpochStats(e, epochs_, acc, loss))
 
+    if not ctx.trainer.halted:
+        method.before_train(ctx)
     has_penalty = type(method).penalty is not Method.penalty
     ctx.trainer.train(epochs, penalty=(lambda: method.penalty(ctx)) if has_penalty else None,
                       after_step=step if (after_step is not None or hooked_step) else None,

@@ -7,9 +7,12 @@ identity (method and its hyper-parameters, widths, budget, lr, schedule, seed in
 two runs share an init, whatever chunk trains them; the seed also drives the method's own
 randomness (random masks, score batches). The data order is ``epoch_permutation(k, epoch)``,
 shared by the runs of one seed index; the learning rate comes from ``lr_at``. Runs that can
-share a procedure (for IMP/LRR: the same number of rounds) are packed into chunks of up to ``chunk`` replicas of one :class:`~pruners.layers.BatchedMLP`; the
-``single`` engine runs each alone as a plain ``nn.Linear`` MLP with ``torch.optim.SGD``
-(the reference the batched engine is tested against, and the benchmark's baseline).
+share a procedure (the same :meth:`~pruners.base.MethodConfig.retrain_rounds`; for IMP/LRR: the
+same number of rounds) are packed into chunks of up to ``chunk`` replicas of one
+:class:`~pruners.layers.BatchedMLP`; the ``single`` engine runs each alone as a plain
+``nn.Linear`` MLP with ``torch.optim.SGD`` (the reference the batched engine is tested against,
+and the benchmark's baseline). What the procedure will do (rounds, epochs, errors) the runner
+asks the method's config; it never reads a procedure's fields.
 
 One row per run (:func:`cubist.store.make_row`, kind ``prune``): the method's hyper-parameters
 in ``params``, ``target_nnz = F``, metrics on the training set and the held-out set, the mask
@@ -31,8 +34,7 @@ from cubist.spiral import Dataset, dataset_id
 from cubist.store import ResultStore, StoreWriter, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig, resolve_device
 
-from . import schedules as sched
-from .base import CyclesConfig, MethodConfig, PruneContext, get_method
+from .base import MethodConfig, PruneContext, get_method
 from .layers import BatchedMLP, plain_mlp, prunable_layers
 from .procedures import run_method
 from .train import Trainer
@@ -85,12 +87,11 @@ class SweepConfig:
         if bad:
             raise ValueError(f"targets {bad} outside [1, {total}] (weights of widths {self.widths})")
         mcfg = self.method_config()  # validates the method and its parameters
-        if mcfg.prunable == "hidden":
-            dense = self.widths[-2] * self.widths[-1]
-            low = [f for f in self.nnz if f <= dense]
-            if low:
-                raise ValueError(f"targets {low} leave no weight to the pruned layers: the dense last layer "
-                                 f"holds {dense} (prunable=hidden)")
+        dense = sum(self.layer_weights()) - sum(mcfg.pruned(self.layer_weights()))
+        low = [f for f in self.nnz if f <= dense]
+        if low:
+            raise ValueError(f"targets {low} leave no weight to the pruned layers: the dense last layer "
+                             f"holds {dense} (prunable=hidden)")
 
     def method_config(self) -> MethodConfig:
         cls = get_method(self.method)
@@ -100,6 +101,10 @@ class SweepConfig:
             raise ValueError(f"method {self.method} has no parameter(s) {', '.join(sorted(unknown))}; "
                              f"it takes {', '.join(sorted(known))}")
         return cls.Config(**self.method_params)
+
+    def layer_weights(self) -> list[int]:
+        """Weights per layer of one network, input to output."""
+        return [a * b for a, b in zip(self.widths, self.widths[1:])]
 
 
 @dataclass(frozen=True)
@@ -157,14 +162,7 @@ def default_chunk(device: torch.device) -> int:
 
 def _group_key(cfg: SweepConfig, mcfg: MethodConfig, run: Run) -> int:
     """Runs with equal keys can share one batched model (same sequence of training calls)."""
-    if isinstance(mcfg, CyclesConfig):
-        if mcfg.cycles:
-            return mcfg.cycles
-        layers = list(zip(cfg.widths, cfg.widths[1:]))
-        n = sum(a * b for a, b in layers)
-        fixed = layers[-1][0] * layers[-1][1] if mcfg.prunable == "hidden" else 0
-        return sched.geometric_rounds(n - fixed, run.target - fixed, mcfg.rate)
-    return 0
+    return mcfg.retrain_rounds(cfg.layer_weights(), run.target)
 
 
 def plan_chunks(cfg: SweepConfig, runs: list[Run], device: torch.device) -> list[list[Run]]:
@@ -185,9 +183,7 @@ def plan_chunks(cfg: SweepConfig, runs: list[Run], device: torch.device) -> list
 
 
 def epochs_per_run(cfg: SweepConfig, run: Run) -> int:
-    mcfg = cfg.method_config()
-    extra = getattr(mcfg, "finetune_epochs", 0)
-    return cfg.epochs * (_group_key(cfg, mcfg, run) + 1) + extra
+    return cfg.method_config().total_epochs(cfg.epochs, cfg.layer_weights(), run.target)
 
 
 def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.device, on_epoch=None) -> list[dict]:
@@ -242,10 +238,7 @@ def check_feasible(cfg: SweepConfig, data: Dataset) -> None:
     steps = len(data.X) // cfg.batch_size
     if steps < 1:
         raise ValueError(f"{len(data.X)} points are fewer than one batch of {cfg.batch_size}")
-    mcfg = cfg.method_config()
-    if isinstance(mcfg, CyclesConfig) and mcfg.rewind == "step" and mcfg.rewind_step > steps * cfg.epochs:
-        raise ValueError(f"rewind_step {mcfg.rewind_step} lies beyond the first training run "
-                         f"({steps * cfg.epochs} steps)")
+    cfg.method_config().check_run_length(steps * cfg.epochs)
 
 
 def _worker(cfg: SweepConfig, chunk: list[Run], threads: int) -> list[dict]:

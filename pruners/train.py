@@ -158,6 +158,12 @@ class Trainer:
                             dtype=torch.float32, device=self.device)
 
     # training --------------------------------------------------------------------------
+    @property
+    def halted(self) -> bool:
+        """A plain module whose run diverged: :meth:`train` takes no more steps (a batched model
+        freezes diverged replicas and trains on)."""
+        return not self.batched and bool(self.diverged.all())
+
     def train(self, epochs: int | None = None, *, penalty: Callable[[], torch.Tensor | None] | None = None,
               after_step: Callable[[int], None] | None = None, after_epoch: Callable[..., None] | None = None,
               track_accuracy: bool = False) -> None:
@@ -170,7 +176,7 @@ class Trainer:
         steps, bs = self.steps_per_epoch, self.batch_size
         self.model.train()
         for e in range(epochs):
-            if not self.batched and bool(self.diverged.all()):
+            if self.halted:
                 break
             lr = self.lrs(e, epochs)
             if not self.batched:
