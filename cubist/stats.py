@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 
+DEFAULT_TARGET = 0.95   # the paper's target train accuracy
+
+
 def reached_target(train_acc, diverged, target: float):
     """A run reached ``target``: it did not diverge and its training accuracy is >= ``target``.
 

@@ -30,7 +30,7 @@ class TrainConfig:
     """Hyper-parameters of one training run (the paper's protocol on defaults)."""
 
     lr: float = field(default=0.1, metadata={"help": "base learning rate"})
-    schedule: str = field(default="cosine", metadata={"help": "cosine | step | constant"})
+    schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule", "choices": SCHEDULES})
     epochs: int = field(default=50, metadata={"help": "epochs of training"})
     batch_size: int = field(default=128, metadata={"help": "batch size (last partial batch dropped)"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
@@ -53,6 +53,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def protocol_field(name: str, **metadata):
+    """A dataclass field that is the protocol's field ``name`` of :class:`TrainConfig`: its default
+    and help, for the configs that carry the protocol (the search grid, the pruner sweeps), so a
+    default of the protocol lives in one place."""
+    f = TrainConfig.__dataclass_fields__[name]
+    return field(default=f.default, metadata={**f.metadata, **metadata})
 
 
 def step_milestones(epochs: int) -> tuple[int, int]:

@@ -53,9 +53,9 @@ import numpy as np
 from cubist.masks import dense_weight_count, mask_counts, mask_key
 from cubist.model import RANDOM_INIT, run_init_seed
 from cubist.spiral import Dataset
-from cubist.stats import reached_target, wilson_interval
+from cubist.stats import DEFAULT_TARGET, reached_target, wilson_interval
 from cubist.store import ResultStore, make_row, run_id
-from cubist.train import SCHEDULES, TrainConfig
+from cubist.train import SCHEDULES, TrainConfig, protocol_field
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,13 @@ class Grid:
     """The hyper-parameter grid every architecture or mask is trained on."""
 
     lrs: tuple[float, ...] = field(default=(0.05, 0.1), metadata={"help": "learning rates"})
-    schedules: tuple[str, ...] = field(default=SCHEDULES, metadata={"help": "learning-rate schedules"})
+    schedules: tuple[str, ...] = field(default=SCHEDULES, metadata={"help": "learning-rate schedules",
+                                                                    "choices": SCHEDULES})
     seeds: int = field(default=1, metadata={"help": "independent inits per mask and grid point (seed indices 0..K-1)"})
-    epochs: int = field(default=50, metadata={"help": "epochs per run"})
-    batch_size: int = 128
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: int = protocol_field("epochs")
+    batch_size: int = protocol_field("batch_size")
+    momentum: float = protocol_field("momentum")
+    weight_decay: float = protocol_field("weight_decay")
     early_exit: bool = field(default=True, metadata={"help": "stop runs that provably output a constant (exact)"})
 
     def __post_init__(self):
@@ -87,8 +88,9 @@ class Grid:
 class Adaptive:
     """Adaptive seeds: inits per mask and grid point after each round, and the share kept per round."""
 
-    inits: tuple[int, ...] = field(default=(1, 3, 10), metadata={"help": "inits per mask and grid point, per round"})
-    keep: float = field(default=0.25, metadata={"help": "share of a round's masks that the next round trains"})
+    inits: tuple[int, ...] = field(default=(1, 3, 10), metadata={
+        "help": "adaptive seeds: inits per mask and grid point after each round", "flag": "adaptive_inits"})
+    keep: float = field(default=0.25, metadata={"help": "adaptive seeds: share of a round's masks that the next round trains"})
 
     def __post_init__(self):
         if not self.inits or any(k < 1 for k in self.inits) or list(self.inits) != sorted(set(self.inits)):
@@ -364,7 +366,7 @@ def _ranked(keys, rates: dict) -> list:
     return sorted(keys, key=score)
 
 
-def search_masks(hidden, target: float = 0.95, grid: Grid = Grid(), *, store: ResultStore,
+def search_masks(hidden, target: float = DEFAULT_TARGET, grid: Grid = Grid(), *, store: ResultStore,
                  data: Dataset | None = None, symmetry: str = "orbits", init: FixedInit | None = None,
                  exhaustive: bool = False, max_nnz: int | None = None, chunk_size: int = 512,
                  jobs: int = 1, quiet: bool = False, log=print, adaptive: Adaptive | None = None,
@@ -477,7 +479,7 @@ class WidthSearchResult:
     inits: int = 1
 
 
-def search_widths(target: float = 0.95, grid: Grid = Grid(), *, store: ResultStore, data: Dataset | None = None,
+def search_widths(target: float = DEFAULT_TARGET, grid: Grid = Grid(), *, store: ResultStore, data: Dataset | None = None,
                   max_width: int = 16, min_width: int = 1, depth: int = 3, init: FixedInit | None = None,
                   jobs: int = 1, quiet: bool = False, log=print) -> WidthSearchResult:
     """Phase 1: every dense architecture with ``depth`` hidden layers of ``min_width..max_width`` units,
@@ -564,10 +566,6 @@ def _argmins(items, key):
     return [i for i in items if key(i) == best]
 
 
-def grid_from(lrs, schedules, seeds, epochs, early_exit: bool = True) -> Grid:
-    return Grid(lrs=tuple(lrs), schedules=tuple(schedules), seeds=seeds, epochs=epochs, early_exit=early_exit)
-
-
 __all__ = ["Grid", "Adaptive", "FixedInit", "save_init", "search_masks", "search_widths", "MaskSearchResult",
            "WidthSearchResult", "MaskRate", "LevelStats", "mask_rates", "masks_reaching",
-           "search_init_seed", "grid_from", "retrain_from_init"]
+           "search_init_seed", "retrain_from_init"]

@@ -46,7 +46,7 @@ def test_init_checkpoint_roundtrip(tmp_path):
     (["search", "masks", "--widths", "3,3,3", "--schedules", "linear"], "is not one of"),
     (["search", "masks", "--widths", "3,3,3", "--exhaustive", "--max-nnz", "20"], "not allowed with"),
     (["search", "masks", "--widths", "3,3,3", "--init-checkpoint", "missing.pt"], "cannot read init checkpoint"),
-    (["search", "masks", "--widths", "3,3,3", "--lrs", "-1"], "below the minimum"),
+    (["search", "masks", "--widths", "3,3,3", "--lrs", "-1"], "lr must be positive"),
     (["search", "enumerate", "--widths", "2,3"], "needs input, hidden and output"),
     (["search", "enumerate", "--widths", "2,3,1", "--out", "nodir/m.parquet"], "cannot write"),
     (["search", "widths", "--min-width", "4", "--max-width", "2", "--epochs", "1"], "min_width <= max_width"),
@@ -102,7 +102,7 @@ def test_retrain_prints_the_mask_from_init(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--run-id", "ffffffff"], "unknown run id ffffffff"),
-    (["--run-id", "x", "--lrs", "0"], "below the minimum"),
+    (["--run-id", "x", "--lrs", "0"], "lr must be positive"),
 ])
 def test_retrain_bad_input(tmp_path, capsys, argv, needle):
     _spiral_row(tmp_path)

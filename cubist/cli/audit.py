@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 
 from cubist.masks import dense_weight_count
+from cubist.stats import DEFAULT_TARGET
+from cubist.train import TrainConfig
 from cubist.report import tables as A
 from cubist.report.audit import DEFAULT_MIN_RATE, DEFAULT_OUT, RATE, report_view, run_audit, text_table
 
-from .common import CubistError, command_help, csv, positive_int
+from .common import CubistError, add_target, command_help, csv, default_of, positive_int
 
 
 # -- --quick ---------------------------------------------------------------------------------
@@ -35,7 +37,7 @@ def quick_sweeps(*, methods=QUICK_METHODS, widths=QUICK_WIDTHS, nnz=QUICK_NNZ, l
     return out
 
 
-def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = 50, target: float = 0.95,
+def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = TrainConfig.epochs, target: float = DEFAULT_TARGET,
                     hidden=QUICK_HIDDEN, max_nnz: int | None = None, methods=QUICK_METHODS, widths=QUICK_WIDTHS,
                     nnz=QUICK_NNZ, lrs=(0.05,), schedules=("cosine",), seeds: int = 1, device: str = "auto",
                     jobs: int = 1, quiet: bool = True, figures: bool = True, min_rate: float = DEFAULT_MIN_RATE,
@@ -71,8 +73,7 @@ def add_parser(sub):
                        description="Read result stores, write report.md and report.html with figures, "
                                    "print the headline table.")
     p.add_argument("results", nargs="*", metavar="RESULTS", help="result store directories")
-    p.add_argument("--target", type=csv(float), default=[0.95], metavar="ACC[,ACC...]",
-                   help="train accuracy targets (default 0.95)")
+    add_target(p, many=True, text="train accuracy targets")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report directory (default {DEFAULT_OUT})")
     p.add_argument("--methods", type=csv(), metavar="M[,M...]",
                    help="methods expected in the headline (missing ones are listed as 'no runs')")
@@ -85,7 +86,8 @@ def add_parser(sub):
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--quick", action="store_true",
                    help="run a small search and pruner sweep first (into DIR/runs), then audit it")
-    p.add_argument("--epochs", type=positive_int, default=50, help="epochs per run for --quick (default 50)")
+    epochs = default_of(run_quick_audit, "epochs")
+    p.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs per run for --quick (default {epochs})")
     p.add_argument("--quiet", action="store_true", help="--quick: no progress bars")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="--quick: where torch runs")
     p.add_argument("--jobs", type=positive_int, default=1, help="--quick: parallel workers / threads (default 1)")
@@ -93,9 +95,6 @@ def add_parser(sub):
 
 
 def _run(args):
-    for t in args.target:
-        if not 0 < t <= 1:
-            raise CubistError(f"--target {t} is not an accuracy in (0, 1]")
     if not 0 < args.min_rate <= 1:
         raise CubistError(f"--min-rate {args.min_rate:g} is not a success rate in (0, 1]")
     if args.quick:

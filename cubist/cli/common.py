@@ -1,18 +1,17 @@
 """What every ``cubist`` command shares: the user-facing error, list parsers, common flags, the
 command table (names and one-line help, so ``cubist --help`` imports no command module).
 
-Conventions shared by all subcommands (see :func:`add_common`): ``--out DIR`` for the result
-store written (default ``results/runs``), ``--epochs``, ``--seeds K`` (seeds 0..K-1),
-``--device auto|cpu|cuda``, ``--jobs N``, ``--quiet``; list flags take comma-separated values
-(``--lrs 0.05,0.1``).
+Conventions shared by all subcommands: the fields of a command's config are its flags, generated
+by :func:`config_flags` with the config's own defaults (so no default is typed twice); beside
+them (:func:`add_common`) ``--out DIR`` for the result store written (default
+``results/runs``), ``--device auto|cpu|cuda``, ``--jobs N``, ``--quiet``. List flags take
+comma-separated values (``--lrs 0.05,0.1``), booleans are ``--x/--no-x``.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
-import sys
-
 
 DEFAULT_STORE = os.path.join("results", "runs")
 
@@ -55,15 +54,35 @@ def positive_int(text: str) -> int:
     return v
 
 
-def add_common(p, *, store=True, epochs=True, seeds=True, device=True, jobs=True):
-    """The flags every sweep command shares."""
+def accuracy(text: str) -> float:
+    """argparse type: an accuracy in (0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy in (0, 1]")
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"{v:g} is not an accuracy in (0, 1]")
+    return v
+
+
+def add_target(p, *, many: bool = False, text: str = "train accuracy to reach"):
+    """``--target ACC`` (``many``: ``ACC[,ACC...]``), default the paper's 0.95
+    (:data:`cubist.stats.DEFAULT_TARGET`)."""
+    from cubist.stats import DEFAULT_TARGET
+    if many:
+        p.add_argument("--target", type=lambda t: [accuracy(v) for v in t.split(",") if v.strip()],
+                       default=[DEFAULT_TARGET], metavar="ACC[,ACC...]", help=f"{text} (default {DEFAULT_TARGET:g})")
+    else:
+        p.add_argument("--target", type=accuracy, default=DEFAULT_TARGET, metavar="ACC",
+                       help=f"{text} (default {DEFAULT_TARGET:g})")
+
+
+def add_common(p, *, store=True, device=True, jobs=True):
+    """The flags every sweep command shares that are not fields of a config (where the rows go,
+    where torch runs, how many workers, progress)."""
     if store:
         p.add_argument("--out", default=DEFAULT_STORE, metavar="DIR",
                        help=f"result store directory to write (default {DEFAULT_STORE})")
-    if epochs:
-        p.add_argument("--epochs", type=positive_int, default=50, help="epochs per run (default 50)")
-    if seeds:
-        p.add_argument("--seeds", type=positive_int, default=1, metavar="K", help="seeds 0..K-1 (default 1)")
     if device:
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                        help="where torch runs (default auto: CUDA when available)")
@@ -73,24 +92,77 @@ def add_common(p, *, store=True, epochs=True, seeds=True, device=True, jobs=True
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_dataclass_args(p, cls, *, exclude=(), prefix=""):
-    """Flags generated from a config dataclass (name, default and help from its fields)."""
+# -- flags from config dataclasses -------------------------------------------------------------
+# The one generator of flags: a config's fields are its flags. Field metadata read: "help";
+# "flag" (the flag's name when it is not the field's); "choices" (allowed values, of each element
+# for a tuple); "item" (the element type of a tuple whose default is empty); "cli": False (no flag).
+def _show(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def field_argument(f: dataclasses.Field, *, default=dataclasses.MISSING, dest: str | None = None,
+                   unset: bool = False, choices=None, suffix: str = "") -> tuple[str, dict]:
+    """``(flag, add_argument keywords)`` of one config field.
+
+    The type follows the default: a bool is ``--x/--no-x``; a tuple takes comma-separated values
+    of its elements' type (returned as a tuple); int, float and str are plain. ``default``
+    overrides the field's own default for one command; ``unset`` makes the flag's default None
+    (the field keeps its config default unless the flag is given).
+    """
+    if default is dataclasses.MISSING:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    flag = "--" + f.metadata.get("flag", f.name).replace("_", "-")
+    choices = choices if choices is not None else f.metadata.get("choices")
+    text = f.metadata.get("help", "")
+    kw = {"dest": dest or f.name, "default": None if unset else default}
+    if isinstance(default, bool):
+        kw["action"] = argparse.BooleanOptionalAction
+    elif isinstance(default, tuple):
+        item = f.metadata.get("item") or (type(default[0]) if default else str)
+        parse = csv(item, choices=choices)
+        kw["type"] = lambda text, parse=parse: tuple(parse(text))
+        kw["metavar"] = (",".join(choices) if choices else f"{item.__name__.upper()}[,...]")
+    else:
+        kw["type"] = type(default) if default is not None else str
+        if choices:
+            kw["choices"] = list(choices)
+        else:
+            kw["metavar"] = kw["type"].__name__.upper()
+    kw["help"] = f"{text} (default {_show(default)}){suffix}" if not unset else f"{text}{suffix}"
+    return flag, kw
+
+
+def config_flags(p, cls, *, only=None, exclude=(), defaults=None, choices=None) -> list[str]:
+    """Add one flag per field of the config dataclass ``cls`` (see :func:`field_argument`); the
+    field's default is the flag's, unless ``defaults`` names another for this command. Returns
+    the names of the fields that got a flag."""
+    defaults, choices = defaults or {}, choices or {}
+    names = []
     for f in dataclasses.fields(cls):
-        if f.name in exclude:
+        if f.name in exclude or (only is not None and f.name not in only) or not f.metadata.get("cli", True):
             continue
-        flag = "--" + prefix + f.name.replace("_", "-")
-        typ = type(f.default) if f.default is not dataclasses.MISSING else str
-        p.add_argument(flag, dest=prefix.replace("-", "_") + f.name, type=typ, default=f.default,
-                       help=f"{f.metadata.get('help', '')} (default {f.default})")
+        flag, kw = field_argument(f, default=defaults.get(f.name, dataclasses.MISSING), choices=choices.get(f.name))
+        p.add_argument(flag, **kw)
+        names.append(f.name)
+    return names
 
 
-def dataclass_from_args(cls, args, *, prefix="", **overrides):
-    values = {f.name: getattr(args, prefix.replace("-", "_") + f.name) for f in dataclasses.fields(cls)
-              if hasattr(args, prefix.replace("-", "_") + f.name)}
+def default_of(func, name: str):
+    """The default of parameter ``name`` of ``func``: a flag for a library argument takes it from
+    the function, not from a second copy."""
+    import inspect
+    return inspect.signature(func).parameters[name].default
+
+
+def config_from_args(cls, args, **overrides):
+    """The config ``cls`` from parsed flags (fields without a flag keep their defaults); a value
+    the config rejects is a :class:`CubistError`."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+              if hasattr(args, f.name) and getattr(args, f.name) is not None}
     values.update(overrides)
     try:
         return cls(**values)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise CubistError(str(e))
 
 

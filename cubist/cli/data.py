@@ -1,7 +1,7 @@
 """``cubist data``: write a data set of the registry as Parquet (x1, x2, label) with its id."""
 from __future__ import annotations
 
-from .common import add_dataclass_args, check_writable_file, command_help, dataclass_from_args
+from .common import check_writable_file, command_help, config_flags, config_from_args
 
 
 def add_parser(sub):
@@ -13,7 +13,7 @@ def add_parser(sub):
     p.add_argument("--plot", metavar="FILE", help="also draw the two classes (PNG or SVG)")
     p.add_argument("--split", choices=("train",) + HELDOUT_KINDS, default="train",
                    help="training points, or a held-out companion set (default train)")
-    add_dataclass_args(p, SpiralRecipe)
+    config_flags(p, SpiralRecipe)
     p.set_defaults(func=_run_data)
 
 
@@ -23,7 +23,7 @@ def _run_data(args):
 
     from cubist.spiral import SpiralRecipe, make_heldout, make_spiral, spiral_id, spiral_meta
 
-    recipe = dataclass_from_args(SpiralRecipe, args)
+    recipe = config_from_args(SpiralRecipe, args)
     check_writable_file(args.out)
     if args.plot:
         check_writable_file(args.plot)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from cubist.report.plots import FORMATS, WHAT, output_paths, plot_runs, save_figure
 
-from .common import DEFAULT_STORE, CubistError, check_writable_file, command_help, csv
+from .common import DEFAULT_STORE, CubistError, add_target, check_writable_file, command_help, csv
 
 
 def add_parser(sub):
@@ -17,7 +17,7 @@ def add_parser(sub):
     pick.add_argument("--best", action="store_true",
                       help="the sparsest run of each --method reaching --target ('search' for the search)")
     p.add_argument("--method", type=csv(), metavar="M[,M...]", help="methods for --best")
-    p.add_argument("--target", type=float, default=0.95, help="train accuracy for --best (default 0.95)")
+    add_target(p, text="train accuracy for --best")
     p.add_argument("--widths", type=csv(int, minimum=1), metavar="D0,...,DL",
                    help="only runs of these widths (--best)")
     p.add_argument("--out", default="plot.png", metavar="FILE", help="figure file, .png or .svg (default plot.png)")

@@ -1,46 +1,34 @@
 """``cubist search``: phase 1 (``widths``), phase 2 (``masks``), ``enumerate`` and ``init``."""
 from __future__ import annotations
 
-from cubist.train import SCHEDULES
-
-from .common import CubistError, add_common, check_writable_file, command_help, csv, positive_int
-
-
-def _target(text: str) -> float:
-    import argparse
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1], got {text!r}")
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1], got {v}")
-    return v
+from .common import (CubistError, accuracy, add_common, add_target, check_writable_file, command_help, config_flags,
+                     config_from_args, csv, default_of, field_argument, positive_int)
 
 
 def _widths(text: str):
     return tuple(csv(int, minimum=1)(text))
 
 
-def _add_grid(p):
-    p.add_argument("--target", type=_target, default=0.95, help="train accuracy to reach (default 0.95)")
-    p.add_argument("--lrs", type=csv(float, minimum=1e-12), default=[0.05, 0.1], help="learning rates (default 0.05,0.1)")
-    p.add_argument("--schedules", type=csv(str, choices=SCHEDULES), default=list(SCHEDULES),
-                   help="schedules (default cosine,step,constant)")
-    p.add_argument("--no-early-exit", dest="early_exit", action="store_false",
-                   help="train runs that provably output a constant to the end (default: stop them; exact)")
-    add_common(p)
+def _add_grid(p, **defaults):
+    """``--target`` and the flags of :class:`search.phases.Grid` (its fields, its defaults)."""
+    from search.phases import Grid
+    add_target(p)
+    config_flags(p, Grid, defaults=defaults)
 
 
 def add_parser(sub):
+    from search import phases
     p = sub.add_parser("search", help=command_help("search"),
                        description="The paper's combinatorial search with the numba engine.")
     ss = p.add_subparsers(dest="search_command", metavar="PHASE", required=True, parser_class=type(p))
 
     w = ss.add_parser("widths", help="phase 1: every dense sub-architecture")
-    w.add_argument("--max-width", type=positive_int, default=16, help="largest hidden width (default 16)")
-    w.add_argument("--min-width", type=positive_int, default=1, help="smallest hidden width (default 1)")
-    w.add_argument("--depth", type=positive_int, default=3, help="hidden layers (default 3)")
+    for name, text in (("max_width", "largest hidden width"), ("min_width", "smallest hidden width"),
+                       ("depth", "hidden layers")):
+        default = default_of(phases.search_widths, name)
+        w.add_argument("--" + name.replace("_", "-"), type=positive_int, default=default, help=f"{text} (default {default})")
     _add_grid(w)
+    add_common(w)
     w.set_defaults(func=_run_widths)
 
     m = ss.add_parser("masks", help="phase 2: every mask of given widths, sparsest first")
@@ -52,16 +40,18 @@ def add_parser(sub):
     stop = m.add_mutually_exclusive_group()
     stop.add_argument("--exhaustive", action="store_true", help="train every nnz level")
     stop.add_argument("--max-nnz", type=positive_int, help="train every level up to this total weight nnz")
-    m.add_argument("--chunk-size", type=positive_int, default=512, help="models per engine call (default 512)")
-    m.add_argument("--adaptive-inits", type=csv(int, minimum=1), metavar="K0,K1,...",
-                   help="adaptive seeds: inits per mask and grid point after each round, e.g. 1,3,10 "
-                        "(the last is --seeds; default: every mask gets --seeds inits)")
-    m.add_argument("--keep", type=float, default=0.25,
-                   help="adaptive seeds: share of a round's masks trained in the next (default 0.25)")
-    m.add_argument("--min-rate", type=_target, metavar="Q",
+    chunk = default_of(phases.search_masks, "chunk_size")
+    m.add_argument("--chunk-size", type=positive_int, default=chunk, help=f"models per engine call (default {chunk})")
+    inits = phases.Adaptive.__dataclass_fields__["inits"]
+    flag, kw = field_argument(inits, unset=True, suffix=" (the last is --seeds; default: no adaptive rounds, every "
+                                                        "mask gets --seeds inits; e.g. 1,3,10)")
+    m.add_argument(flag, **{**kw, "dest": "adaptive_inits", "metavar": "K0,K1,..."})
+    config_flags(m, phases.Adaptive, only=("keep",))
+    m.add_argument("--min-rate", type=accuracy, metavar="Q",
                    help="also find the sparsest nnz with a mask reaching the target in a share >= Q of its inits "
                         "(at its best grid point); the search goes on until it is found")
     _add_grid(m)
+    add_common(m)
     m.set_defaults(func=_run_masks)
 
     e = ss.add_parser("enumerate", help="write the masks of given widths and count them per nnz level")
@@ -77,12 +67,9 @@ def add_parser(sub):
     r.add_argument("results", nargs="+", metavar="RESULTS", help="result store directories")
     r.add_argument("--run-id", type=csv(), required=True, metavar="ID[,ID...]",
                    help="runs whose masks to retrain (unique prefixes are enough)")
-    r.add_argument("--target", type=_target, default=0.95, help="train accuracy to reach (default 0.95)")
-    r.add_argument("--lrs", type=csv(float, minimum=1e-12), default=[0.05, 0.1, 0.2],
-                   help="learning rates (default 0.05,0.1,0.2: the pruning grid)")
-    r.add_argument("--schedules", type=csv(str, choices=SCHEDULES), default=list(SCHEDULES),
-                   help="schedules (default cosine,step,constant)")
     r.add_argument("--details", action="store_true", help="print every grid point, not only the summary")
+    from pruners.runner import SweepConfig
+    _add_grid(r, lrs=SweepConfig.__dataclass_fields__["lrs"].default)   # the pruning grid's learning rates
     add_common(r, store=False, device=False, jobs=False)
     r.set_defaults(func=_run_retrain)
 
@@ -94,17 +81,14 @@ def add_parser(sub):
 
 
 def _grid(args):
-    from search.phases import grid_from
+    from search.phases import Grid
     seeds = args.seeds
     adaptive = getattr(args, "adaptive_inits", None)
     if adaptive:
         if seeds not in (1, adaptive[-1]):
             raise CubistError(f"--seeds {seeds} disagrees with --adaptive-inits, which ends at {adaptive[-1]}")
         seeds = adaptive[-1]
-    try:
-        return grid_from(args.lrs, args.schedules, seeds, args.epochs, early_exit=getattr(args, "early_exit", True))
-    except ValueError as e:
-        raise CubistError(str(e))
+    return config_from_args(Grid, args, seeds=seeds)
 
 
 def _adaptive(args):
@@ -192,6 +176,7 @@ def _run_init(args):
 def _run_retrain(args):
     from cubist.report.tables import compact_masks, load_results, select_runs
     from cubist.spiral import Dataset
+    from cubist.stats import reached_target
     from cubist.store import row_masks
 
     from search.phases import retrain_from_init
@@ -219,6 +204,7 @@ def _run_retrain(args):
         live = res.loc[~res["diverged"], "train_acc"]
         best = f"{live.max():.4f}" if len(live) else "none (all diverged)"
         median = f"{live.median():.4f}" if len(live) else "-"
+        reaching = int(reached_target(res["train_acc"].to_numpy(), res["diverged"].to_numpy(), args.target).sum())
         print(f"  its mask from init ({len(res)} runs): best {best}, median {median}; "
-              f"{int((live >= args.target).sum())} reach {args.target:g}")
+              f"{reaching} reach {args.target:g}")
     return 0

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
+from cubist.stats import DEFAULT_TARGET
 from cubist.version import __version__
 
 from . import tables as A
@@ -470,7 +471,7 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
     return {"tables": {t: tab for t, (tab, _, _) in per_target.items()}, "files": files}
 
 
-def run_audit(results, targets=(0.95,), out_dir: str = DEFAULT_OUT, methods=None, figures: bool = True,
+def run_audit(results, targets=(DEFAULT_TARGET,), out_dir: str = DEFAULT_OUT, methods=None, figures: bool = True,
               formats=("png", "svg"), min_rate: float = DEFAULT_MIN_RATE) -> dict:
     """Load result stores and write the report (see :func:`write_report`)."""
     results = [results] if isinstance(results, (str, os.PathLike)) else list(results)
