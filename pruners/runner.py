@@ -30,9 +30,9 @@ import torch
 
 from cubist.masks import mask_counts
 from cubist.model import RANDOM_INIT, check_widths, run_init_seed
-from cubist.spiral import Dataset, dataset_id
+from cubist.spiral import HELDOUT_KINDS, Dataset, dataset_id
 from cubist.store import ResultStore, StoreWriter, make_row, run_id
-from cubist.train import SCHEDULES, TrainConfig, resolve_device
+from cubist.train import SCHEDULES, TrainConfig, protocol_field, resolve_device
 
 from .base import MethodConfig, PruneContext, get_method
 from .layers import BatchedMLP, plain_mlp, prunable_layers
@@ -47,24 +47,27 @@ ENGINE_NAMES = {"batched": "torch-batched", "single": "torch-single"}
 class SweepConfig:
     """A pruning sweep on the Cubist Spiral (one method; the grid is every combination)."""
 
-    method: str = field(default="gmp", metadata={"help": "pruning method (see cubist prune --help)"})
-    widths: tuple = field(default=(2, 16, 16, 16, 1), metadata={"help": "layer sizes input..output"})
+    method: str = field(default="gmp", metadata={"help": "pruning method (see cubist prune --help)", "cli": False})
+    widths: tuple = field(default=(2, 16, 16, 16, 1), metadata={"help": "layer sizes input..output", "cli": False})
     nnz: tuple = field(default=(15, 20, 25, 30, 40, 50, 65), metadata={"help": "target weight nonzeros F"})
     lrs: tuple = field(default=(0.05, 0.1, 0.2), metadata={"help": "learning rates"})
-    schedules: tuple = field(default=("cosine", "step", "constant"), metadata={"help": "LR schedules"})
-    seeds: int = field(default=1, metadata={"help": "seeds 0..K-1"})
-    epochs: int = field(default=50, metadata={"help": "epochs per training run"})
-    batch_size: int = field(default=128, metadata={"help": "batch size"})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
-    weight_decay: float = field(default=5e-4, metadata={"help": "SGD weight decay"})
+    schedules: tuple = field(default=SCHEDULES, metadata={"help": "learning-rate schedules", "choices": SCHEDULES})
+    seeds: int = field(default=1, metadata={"help": "independent inits per grid point (seed indices 0..K-1)"})
+    epochs: int = protocol_field("epochs")
+    batch_size: int = protocol_field("batch_size")
+    momentum: float = protocol_field("momentum")
+    weight_decay: float = protocol_field("weight_decay")
     init_width: int = field(default=16, metadata={"help": "hidden width of the init the network is cut from"})
-    method_params: dict = field(default_factory=dict, metadata={"help": "method hyper-parameters (config fields)"})
-    heldout: str = field(default="between", metadata={"help": "held-out companion set: between | noisy"})
-    subsample: int = field(default=1, metadata={"help": "use every k-th spiral point (tests; 1 = the paper's data)"})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
-    engine: str = field(default="batched", metadata={"help": "batched (R runs as one model) | single (one by one)"})
-    chunk: int = field(default=0, metadata={"help": "replicas per batched model (0: auto)"})
-    keep_weights: bool = field(default=True, metadata={"help": "store the final weights in each row"})
+    method_params: dict = field(default_factory=dict, metadata={"help": "method hyper-parameters (config fields)",
+                                                                "cli": False})
+    heldout: str = field(default="between", metadata={"help": "held-out companion set", "choices": HELDOUT_KINDS})
+    subsample: int = field(default=1, metadata={"help": "use every k-th spiral point (tests; 1 = the paper's data)",
+                                                "cli": False})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda", "cli": False})
+    engine: str = field(default="batched", metadata={"help": "batched: R runs as one model; single: one plain MLP "
+                                                             "at a time", "choices": ENGINES})
+    chunk: int = field(default=0, metadata={"help": "replicas per batched model (0: auto, 256 on CPU, 2048 on CUDA)"})
+    keep_weights: bool = field(default=True, metadata={"help": "store the final weights in each row", "flag": "weights"})
 
     def __post_init__(self):
         object.__setattr__(self, "widths", check_widths(self.widths))
