@@ -4,7 +4,8 @@ Protocol (Zhang & Papyan 2024; ALGORITHMS.md §2): BCE-with-logits on one logit;
 momentum 0.9 and weight decay 5e-4 in PyTorch semantics (decay added to the gradient, biases
 decayed too); batch 128 with drop_last (390 steps per epoch on the spiral); data reshuffled
 every epoch; 50 epochs; learning-rate schedule per epoch: cosine annealing, step decay x0.1 at
-epochs 15 and 30, or constant. Accuracy is ``logit > 0`` against the labels.
+epochs 15 and 30, or constant. Accuracy is ``logit > 0`` against the labels, a non-finite logit
+wrong (:func:`correct_predictions`, the one home of that rule).
 
 Everything another engine needs to reproduce a run bit for bit is a pure function here:
 :func:`lr_at` (the learning rate of an epoch) and :func:`epoch_permutation` (the data order
@@ -110,14 +111,31 @@ class TrainResult:
     heldout_acc: float | None = None
 
 
+def correct_predictions(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Boolean tensor of ``targets``' shape: which predictions are right; a non-finite logit is wrong.
+
+    One logit per point (``logits`` with as many axes as ``targets``, BCE): right when
+    ``(logit > 0) == target`` and the logit is finite. Class logits ``(..., C)`` against class
+    indices ``(...)`` (cross-entropy): right when ``argmax == target`` and all ``C`` logits are
+    finite. Every evaluator of the protocol counts accuracy by this rule (the numba engine,
+    which cannot call torch, spells it out in ``search.engine._evaluate_model``).
+    """
+    if logits.dim() == targets.dim():
+        return ((logits > 0).to(targets.dtype) == targets) & torch.isfinite(logits)
+    if logits.dim() == targets.dim() + 1:
+        return (logits.argmax(-1) == targets) & torch.isfinite(logits).all(-1)
+    raise ValueError(f"logits of shape {tuple(logits.shape)} do not fit targets of shape {tuple(targets.shape)}: "
+                     "give one logit per target, or class logits on a last axis")
+
+
 @torch.no_grad()
 def evaluate(model, X: torch.Tensor, y: torch.Tensor, chunk: int = 65536) -> tuple[float, float]:
-    """(accuracy, mean BCE loss) of ``model`` on ``X, y``; a non-finite logit counts as wrong."""
+    """(accuracy, mean BCE loss) of ``model`` on ``X, y``; right as :func:`correct_predictions`."""
     correct, loss = 0, 0.0
     for s in range(0, len(X), chunk):
         z = model(X[s:s + chunk])
         t = y[s:s + chunk]
-        correct += int((((z > 0).float() == t) & torch.isfinite(z)).sum())
+        correct += int(correct_predictions(z, t).sum())
         loss += float(F.binary_cross_entropy_with_logits(z, t, reduction="sum"))
     return correct / len(X), loss / len(X)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cubist.train import TrainConfig, epoch_permutation, lr_at
+from cubist.train import TrainConfig, correct_predictions, epoch_permutation, lr_at
 
 from .layers import Prunable
 from .optim import ReplicaSGD
@@ -136,9 +136,8 @@ class Trainer:
         return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="none").view(y.shape).mean(-1)
 
     def _correct(self, out, y) -> torch.Tensor:
-        if self.loss_kind == "bce":  # a non-finite logit counts as wrong, as in cubist.train.evaluate
-            return (((out > 0).to(y.dtype) == y) & torch.isfinite(out)).sum(-1)
-        return ((out.argmax(-1) == y) & torch.isfinite(out).all(-1)).sum(-1)
+        """Right predictions per replica (:func:`cubist.train.correct_predictions`)."""
+        return correct_predictions(out, y).sum(-1)
 
     def _epoch_batches(self, epoch: int):
         bs, steps = self.batch_size, self.steps_per_epoch

@@ -15,8 +15,9 @@ on a :class:`cubist.model.MaskedMLP` with the same init, mask and seed, up to fl
 - SGD in PyTorch semantics: ``g = grad + wd*w; buf = momentum*buf + g; w -= lr*buf`` (biases
   decayed too), ``dL/dz = (sigmoid(z) - y) / B``; float32 throughout;
 - a non-finite parameter at the end of an epoch stops that model (``diverged``, never raised);
-  the final loss and accuracy are over the whole training set (``logit > 0``; a NaN logit
-  counts as wrong), ``diverged`` also when the final loss is not finite.
+  the final loss and accuracy are over the whole training set (right as
+  :func:`cubist.train.correct_predictions`, spelt out in :func:`_evaluate_model`), ``diverged``
+  also when the final loss is not finite.
 
 How it is fast. Each model is stored sparsely: its nonzero weights row by row (CSR, for the
 forward pass) and column by column (CSC indices, for the backward pass). A step of one model
@@ -701,7 +702,13 @@ def _gather_batches(X, y, perms, Xe, Ye):
 
 @njit(**_JIT)
 def _evaluate_model(Xf, Yf, valid, n_blocks, n_in, B, U, mu, rpf, coff, w, bf):
-    """(correct predictions, summed BCE) of model ``mu`` over the blocks (see :func:`_evaluate`)."""
+    """(correct predictions, summed BCE) of model ``mu`` over the blocks (see :func:`_evaluate`).
+
+    A prediction is right by the rule whose home is :func:`cubist.train.correct_predictions`
+    (``(logit > 0) == target``, a non-finite logit wrong), spelt out here since numba cannot call
+    torch. Only a NaN logit is tested (``z == z``): an infinite logit of the right sign counts as
+    right here, wrong there; its BCE is not finite, so such a model is reported ``diverged`` anyway.
+    """
     A = np.empty(U * B, np.float32)
     ro = mu * (U + _U1)
     oo = (U - _U1) * B
@@ -731,7 +738,8 @@ def _evaluate_model(Xf, Yf, valid, n_blocks, n_in, B, U, mu, rpf, coff, w, bf):
 def _evaluate(Xb, Yb, valid, rowptr, coff, w, b, correct, loss):
     """Accuracy counts and summed BCE of every model over blocks ``Xb (blocks, n_in, B)``.
 
-    ``valid[k]``: how many points of block k are real (the rest is padding). A NaN logit is wrong.
+    ``valid[k]``: how many points of block k are real (the rest is padding). Right and wrong as
+    :func:`cubist.train.correct_predictions` (see :func:`_evaluate_model`).
     """
     U = np.uint64(b.shape[1])
     n_blocks = np.uint64(Xb.shape[0])

@@ -237,3 +237,20 @@ def test_sparsity_report_and_overlap():
     assert [r["weight_nnz"] for r in rep] == [5, 2] and rep[0]["layers"][1]["nnz"] == 2
     assert np.isclose(rep[1]["density"], 2 / 6)
     assert mask_overlap(a, b).tolist() == [4 / 5, 1 / 3]
+
+
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_trainer_counts_by_correct_predictions(loss):
+    """Trainer accuracy is :func:`cubist.train.correct_predictions`: non-finite logits are wrong."""
+    from cubist.train import correct_predictions
+    x = torch.tensor([2.0, -1.0, 0.0, float("nan"), float("inf"), -float("inf"), 0.5, -0.5]).unsqueeze(1)
+    net = nn.Sequential(nn.Linear(1, 1 if loss == "bce" else 3))
+    with torch.no_grad():   # logits: x (bce) or (x, -x, 0) (ce)
+        net[0].weight.copy_(torch.tensor([[1.0]]) if loss == "bce" else torch.tensor([[1.0], [-1.0], [0.0]]))
+        net[0].bias.zero_()
+    y = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]) if loss == "bce" else torch.tensor([0, 1, 0, 0, 0, 1, 2, 1])
+    tr = Trainer(net, prunable_layers(net), x, y, [TrainConfig(epochs=1, batch_size=4, seed=0)], loss=loss)
+    acc, _ = tr.evaluate(x, y, chunk=3)
+    with torch.no_grad():
+        want = correct_predictions(net(x).squeeze(-1) if loss == "bce" else net(x), y).double().mean()
+    assert acc.tolist() == [want.item()] and want.item() == (3 / 8 if loss == "bce" else 4 / 8)

@@ -143,6 +143,33 @@ def test_bad_config(bad):
         cubist.TrainConfig(**bad)
 
 
+def test_correct_predictions_counts_non_finite_logits_as_wrong():
+    from cubist.train import correct_predictions
+    inf, nan = float("inf"), float("nan")
+    z = torch.tensor([[2.0, -1.0, 0.0, nan, inf, -inf], [inf, -inf, nan, 0.5, -0.5, 1e30]])
+    t = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]])
+    want = [[True, True, True, False, False, False], [False, False, False, False, False, True]]
+    assert correct_predictions(z, t).tolist() == want   # logit 0 predicts class 0
+    classes = torch.tensor([[[3.0, 1.0, 2.0], [0.0, 5.0, nan], [inf, 0.0, 0.0], [1.0, 1.0, -1.0]]])
+    labels = torch.tensor([[0, 1, 0, 0]])
+    assert correct_predictions(classes, labels).tolist() == [[True, False, False, True]]  # argmax: first of ties
+    with pytest.raises(ValueError):
+        correct_predictions(torch.zeros(2, 3, 4), torch.zeros(2))
+
+
+def test_evaluate_counts_by_correct_predictions():
+    from cubist.train import correct_predictions
+    z = torch.tensor([2.0, -1.0, 0.0, float("nan"), float("inf"), -float("inf"), 0.5, -0.5])
+    y = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return z[x[:, 0].long()]
+    X = torch.arange(len(z), dtype=torch.float32).unsqueeze(1)
+    acc, _ = cubist.evaluate(Fixed(), X, y, chunk=3)
+    assert acc == float(correct_predictions(z, y).sum()) / len(z) == 3 / 8
+
+
 def test_nan_logits_count_as_wrong():
     class NaNModel(torch.nn.Module):
         def forward(self, x):
