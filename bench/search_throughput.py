@@ -128,7 +128,7 @@ def main(argv=None) -> None:
 
     from joblib import Parallel, delayed
 
-    from cubist.spiral import Dataset
+    from cubist.data import Dataset
     from search.engine import train_masks
 
     cores = args.threads

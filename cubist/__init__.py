@@ -1,6 +1,6 @@
 """cubist-audit: audit neural-network pruning against the exact sparsest models of the Cubist Spiral.
 
-The pipeline, top to bottom: data (:func:`make_spiral`) -> masks and models (:class:`MaskedMLP`,
+The pipeline, top to bottom: data (the registry :mod:`cubist.data`; :func:`make_spiral`) -> masks and models (:class:`MaskedMLP`,
 :mod:`cubist.masks`) -> training (:func:`train_reference`, the numba engine in ``search``, the
 pruners in ``pruners``) -> result rows (:class:`ResultStore`) -> analysis and plots.
 
@@ -11,7 +11,8 @@ import importlib
 from .version import __version__
 
 _EXPORTS = {
-    "spiral": ("Dataset", "SpiralRecipe", "dataset_id", "make_heldout", "make_spiral", "spiral_id"),
+    "spiral": ("SpiralRecipe", "make_heldout", "make_spiral"),
+    "data": ("DATASETS", "DataConfig", "DataSpec", "Dataset", "dataset_id", "register_dataset"),
     "stats": ("reached_target", "wilson_interval"),
     "masks": ("bias_masks", "dead_units", "effective_masks", "mask_counts"),
     "model": ("MaskedMLP", "init_params", "run_init_seed"),

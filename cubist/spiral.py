@@ -20,22 +20,17 @@ Gaussian noise from ``seed`` on vertices and points, raw units). The held-out co
 this project's addition, standardised with the training statistics computed the same torch way;
 the paper trains and evaluates on the training points.
 
-One data set, one id: :func:`spiral_id` is the only place the id of a spiral recipe's arrays is
-computed; :meth:`Dataset.spiral` (whose id every result row records) and ``cubist data`` both
-use it. A :class:`Dataset`'s id is the id of its training set and recipe; the held-out kind is
-kept in its ``recipe`` metadata but is not part of the id.
+The spiral is the registry's data set ``spiral`` (:mod:`cubist.data`), which computes its one
+id (:meth:`cubist.data.DataConfig.split_id`) for ``cubist data`` and every result row alike.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 HELDOUT_KINDS = ("between", "noisy")
-SPLITS = ("train",) + HELDOUT_KINDS
 
 #: sha256 of the paper's arrays: ``X`` float32 (49982, 2) C order, ``y`` float32 (49982,) bytes.
 PAPER_X_SHA256 = "7f5bc2e560a6e7f92c8526b29ba0c6e37d3f9d9b788f59972e50149857bdd69b"
@@ -163,61 +158,3 @@ def make_heldout(kind: str = "between", noise: float = 0.1, noise_seed: int = 1,
     else:
         X, y = _raw(recipe, extra_noise=noise, noise_seed=noise_seed)
     return _standardise(X, X_train), y
-
-
-def dataset_id(X: np.ndarray, y: np.ndarray, recipe: dict | None = None) -> str:
-    """Stable id of a data set: a hash of its recipe parameters and array bytes (16 hex digits)."""
-    h = hashlib.sha256()
-    h.update(json.dumps(recipe or {}, sort_keys=True).encode())
-    h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
-    h.update(np.ascontiguousarray(y, dtype=np.float32).tobytes())
-    return h.hexdigest()[:16]
-
-
-def spiral_meta(recipe: SpiralRecipe, split: str = "train") -> dict:
-    """The metadata hashed into a spiral set's id: name, recipe and (held-out sets only) split."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    meta = {"name": "cubist_spiral", **recipe.to_dict()}
-    if split != "train":
-        meta["split"] = split
-    return meta
-
-
-def spiral_id(recipe: SpiralRecipe, X: np.ndarray, y: np.ndarray, split: str = "train") -> str:
-    """The id of the arrays ``X, y`` of ``recipe``'s ``split``: the single home of spiral ids.
-
-    ``split="train"`` is the id of :meth:`Dataset.spiral` (recorded in every result row) and of
-    ``cubist data``; a held-out split (``between``, ``noisy``) gets its own id.
-    """
-    return dataset_id(X, y, spiral_meta(recipe, split))
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A training set, its held-out companion and its id, as every trainer consumes them.
-
-    ``id`` is the id of the training set and its recipe (:func:`spiral_id`), independent of the
-    held-out kind, which ``recipe`` records as ``"heldout"``.
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    X_heldout: np.ndarray
-    y_heldout: np.ndarray
-    id: str
-    recipe: dict
-
-    @property
-    def balanced(self) -> bool:
-        """Both classes equally often, in the training and in the held-out set (a constant
-        predictor then scores exactly 0.5: what the engine's exact early exit relies on)."""
-        return all(np.count_nonzero(v > 0.5) * 2 == len(v) for v in (self.y, self.y_heldout))
-
-    @classmethod
-    def spiral(cls, heldout: str = "between", **params) -> "Dataset":
-        recipe = SpiralRecipe(**params)
-        X, y = make_spiral(**recipe.to_dict())
-        Xh, yh = make_heldout(heldout, **recipe.to_dict())
-        meta = {**spiral_meta(recipe), "heldout": heldout}
-        return cls(X, y, Xh, yh, spiral_id(recipe, X, y), meta)

@@ -74,6 +74,20 @@ CONFIG_COLUMNS = ("kind", "method", "widths", "init_width", "init", "init_seed",
                   "momentum", "weight_decay", "seed", "target_nnz", "params", "dataset_id")
 
 
+def write_atomically(path: str, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it onto ``path``: a reader
+    (or a crash) never sees a partial file. The temporary file keeps ``path``'s suffix."""
+    path = os.fspath(path)
+    stem, ext = os.path.splitext(os.path.basename(path))
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{ext}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
 

@@ -30,7 +30,7 @@ import torch
 
 from cubist.masks import mask_counts
 from cubist.model import RANDOM_INIT, check_widths, run_init_seed
-from cubist.spiral import HELDOUT_KINDS, Dataset, dataset_id
+from cubist.data import DEFAULT_DATA, HELDOUT_KINDS, DataConfig, Dataset, dataset_id
 from cubist.store import ResultStore, StoreWriter, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig, protocol_field, resolve_device
 
@@ -60,6 +60,9 @@ class SweepConfig:
     init_width: int = field(default=16, metadata={"help": "hidden width of the init the network is cut from"})
     method_params: dict = field(default_factory=dict, metadata={"help": "method hyper-parameters (config fields)",
                                                                 "cli": False})
+    data: str = field(default=DEFAULT_DATA, metadata={"help": "data set of the registry (cubist.data)"})
+    data_recipe: tuple = field(default=(), metadata={"help": "recipe fields of the data set that differ from its "
+                                                             "defaults, as (name, value) pairs", "cli": False})
     heldout: str = field(default="between", metadata={"help": "held-out companion set", "choices": HELDOUT_KINDS})
     subsample: int = field(default=1, metadata={"help": "use every k-th spiral point (tests; 1 = the paper's data)",
                                                 "cli": False})
@@ -83,6 +86,7 @@ class SweepConfig:
             raise ValueError(f"learning rates must be positive, got {self.lrs}")
         if self.seeds < 1 or self.epochs < 1 or self.batch_size < 1 or self.subsample < 1 or self.chunk < 0:
             raise ValueError("seeds, epochs, batch_size and subsample must be >= 1, chunk >= 0")
+        data_config(self)  # validates the data set, its recipe and held-out kind
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}; choose from {', '.join(ENGINES)}")
         total = sum(a * b for a, b in zip(self.widths, self.widths[1:]))
@@ -129,13 +133,18 @@ class Run:
         return run_id(self.config)
 
 
+def data_config(cfg: SweepConfig) -> DataConfig:
+    return DataConfig(cfg.data, cfg.heldout, tuple(cfg.data_recipe))
+
+
 def load_data(cfg: SweepConfig) -> Dataset:
-    ds = Dataset.spiral(heldout=cfg.heldout)
+    ds = data_config(cfg).build()
     if cfg.subsample == 1:
         return ds
     X, y = ds.X[::cfg.subsample], ds.y[::cfg.subsample]
     meta = {**ds.recipe, "subsample": cfg.subsample}
-    return Dataset(X, y, ds.X_heldout[::cfg.subsample], ds.y_heldout[::cfg.subsample], dataset_id(X, y, meta), meta)
+    return Dataset(X, y, ds.X_heldout[::cfg.subsample], ds.y_heldout[::cfg.subsample], dataset_id(X, y, meta), meta,
+                   ds.config)
 
 
 def build_runs(cfg: SweepConfig, data: Dataset) -> list[Run]:
@@ -154,7 +163,8 @@ def build_runs(cfg: SweepConfig, data: Dataset) -> list[Run]:
                               "batch_size": cfg.batch_size, "momentum": cfg.momentum,
                               "weight_decay": cfg.weight_decay, "seed": seed, "target_nnz": F,
                               "params": params, "dataset_id": data.id,
-                              "data": {"heldout": cfg.heldout, "subsample": cfg.subsample}}
+                              "data": {"heldout": cfg.heldout, "subsample": cfg.subsample,
+                                       **data_config(cfg).to_row()}}
                     runs.append(Run(config, F, lr, schedule, seed))
     return runs
 
@@ -339,6 +349,8 @@ def sweep_config_from_row(row, **overrides) -> SweepConfig:
                batch_size=config["batch_size"], momentum=config["momentum"], weight_decay=config["weight_decay"],
                init_width=config["init_width"], method_params=params, heldout=data.get("heldout", "between"),
                subsample=data.get("subsample", 1))
+    dc = DataConfig.from_row(data)
+    cfg.update(data=dc.name, data_recipe=dc.recipe)
     cfg.update(overrides)
     return SweepConfig(**cfg)
 

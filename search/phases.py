@@ -52,7 +52,7 @@ import numpy as np
 
 from cubist.masks import dense_weight_count, mask_counts, mask_key
 from cubist.model import RANDOM_INIT, run_init_seed
-from cubist.spiral import Dataset
+from cubist.data import Dataset
 from cubist.stats import DEFAULT_TARGET, reached_target, wilson_interval
 from cubist.store import ResultStore, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig, protocol_field
@@ -230,12 +230,16 @@ def search_init_seed(widths, key: str, lr: float, schedule: str, k: int) -> int:
 
 def _row_config(kind, method, widths, lr, schedule, seed, grid, data, init, params, key):
     random = init is None
-    return dict(kind=kind, method=method, widths=list(widths), init_width=INIT_WIDTH if random else None,
-                init=RANDOM_INIT if random else f"checkpoint:{init.id}",
-                init_seed=search_init_seed(widths, key, lr, schedule, seed) if random else None,
-                lr=float(lr), schedule=schedule, epochs=grid.epochs, batch_size=grid.batch_size,
-                momentum=grid.momentum, weight_decay=grid.weight_decay, seed=int(seed), target_nnz=None,
-                params=params, dataset_id=data.id)
+    config = dict(kind=kind, method=method, widths=list(widths), init_width=INIT_WIDTH if random else None,
+                  init=RANDOM_INIT if random else f"checkpoint:{init.id}",
+                  init_seed=search_init_seed(widths, key, lr, schedule, seed) if random else None,
+                  lr=float(lr), schedule=schedule, epochs=grid.epochs, batch_size=grid.batch_size,
+                  momentum=grid.momentum, weight_decay=grid.weight_decay, seed=int(seed), target_nnz=None,
+                  params=params, dataset_id=data.id)
+    named = data.config.to_row() if data.config is not None else {}
+    if named:  # a data set other than the paper's spiral (whose rows keep their ids)
+        config["data"] = named
+    return config
 
 
 def _chunked(models, widths, chunk_size):

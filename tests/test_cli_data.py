@@ -44,9 +44,9 @@ def test_data_ids_differ_between_recipes_and_splits(tmp_path):
         assert main(["data", "--out", str(out), "--seed", "0", *flags]) == 0
         ids[name] = _id_of(out)
     assert len(set(ids.values())) == len(ids)
-    from cubist.spiral import SpiralRecipe, spiral_id
+    from cubist.data import DataConfig
     Xb, yb = cubist.make_heldout("between")
-    assert ids["between"] == spiral_id(SpiralRecipe(), Xb, yb, "between")
+    assert ids["between"] == DataConfig("spiral").split_id(Xb, yb, "between")
 
 
 def test_data_recipe_flags(tmp_path):

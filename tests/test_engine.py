@@ -299,7 +299,7 @@ def test_early_exit_gives_the_rows_of_full_training(hidden, max_nnz, n_masks, he
     """Early exit on and off: identical accuracy (training and held-out) and divergence on real
     50-epoch spiral runs of sparse masks, every schedule and lr up to 0.2, each run its own init;
     runs that never exit are identical to the last bit. Some runs must exit, or nothing is tested."""
-    from cubist.spiral import Dataset
+    from cubist.data import Dataset
     from search.enumerate import enumerate_masks
     from cubist.masks import mask_key
     from search.phases import search_init_seed

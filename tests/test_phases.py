@@ -7,7 +7,7 @@ import pytest
 
 import cubist
 from cubist.masks import mask_key
-from cubist.spiral import Dataset
+from cubist.data import Dataset
 from search import phases
 from search.phases import Grid, search_masks, search_widths
 

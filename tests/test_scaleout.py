@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import cubist
-from cubist.spiral import Dataset
+from cubist.data import Dataset
 from search.phases import Grid, search_masks
 
 distributed = pytest.importorskip("distributed")

@@ -79,11 +79,17 @@ def test_deterministic_and_id_stable():
     assert d1.id == d2.id and d1.id != cubist.Dataset.spiral(noise_std=0.5).id
 
 
+def spiral_id(recipe, X, y, split="train"):
+    """The id of a spiral recipe's split, from the registry (the one home of data set ids)."""
+    from cubist.data import DataConfig
+    return DataConfig("spiral", recipe=tuple(recipe.to_dict().items())).split_id(X, y, split)
+
+
 def test_one_data_set_one_id():
     """A Dataset's id is its training set's (spiral_id): not changed by the held-out kind."""
-    from cubist.spiral import spiral_id
     d = cubist.Dataset.spiral()
     assert d.id == spiral_id(SpiralRecipe(), d.X, d.y)
+    assert d.id == "27765ddb7b7d1ddf"   # the id every committed result row (results/) carries
     assert len(d.id) == 16 and int(d.id, 16) >= 0
     noisy = cubist.Dataset.spiral(heldout="noisy")
     assert noisy.id == d.id and noisy.recipe["heldout"] == "noisy" and d.recipe["heldout"] == "between"

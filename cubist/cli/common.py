@@ -147,6 +147,44 @@ def config_flags(p, cls, *, only=None, exclude=(), defaults=None, choices=None) 
     return names
 
 
+def union_flags(p, configs: dict, *, dest_prefix: str, everyone: str) -> dict[str, list[str]]:
+    """Flags for the union of the fields of several configs (``{name: dataclass}``, e.g. every
+    method's config), each once, with the configs taking it named in its help (each config's own
+    help where they differ); a flag's value is None unless given (dest ``dest_prefix + field``).
+    Returns field -> names of the configs taking it."""
+    fields: dict[str, list[tuple[str, dataclasses.Field]]] = {}
+    for name, cls in sorted(configs.items()):
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("cli", True):
+                fields.setdefault(f.name, []).append((name, f))
+    for fname, owners in fields.items():
+        takers = [name for name, _ in owners]
+        who = ", ".join(takers) if len(takers) < len(configs) else everyone
+        helps = {f.metadata.get("help", "") for _, f in owners}
+        text = (None if len(helps) == 1 else
+                "; ".join(f"{name}: {f.metadata.get('help', '')}" for name, f in owners))
+        f = owners[0][1]
+        if text is not None:
+            f = dataclasses.field(default=f.default, metadata={**f.metadata, "help": text})
+            f.name = fname
+        flag, kw = field_argument(f, dest=dest_prefix + fname, unset=True, suffix=f" [{who}]")
+        p.add_argument(flag, **kw)
+    return {fname: [name for name, _ in owners] for fname, owners in fields.items()}
+
+
+def given_fields(args, dest_prefix: str, accepted, owner: str) -> dict:
+    """The values of the :func:`union_flags` flags given on the command line; one that ``owner``'s
+    config does not take (``accepted``: its field names) is a :class:`CubistError`."""
+    values = {}
+    for key, value in vars(args).items():
+        if key.startswith(dest_prefix) and value is not None:
+            name = key[len(dest_prefix):]
+            if name not in accepted:
+                raise CubistError(f"--{name.replace('_', '-')} does not apply to {owner}")
+            values[name] = value
+    return values
+
+
 def default_of(func, name: str):
     """The default of parameter ``name`` of ``func``: a flag for a library argument takes it from
     the function, not from a second copy."""
@@ -167,6 +205,9 @@ def config_from_args(cls, args, **overrides):
 
 
 def check_writable_file(path: str) -> None:
+    """Fail before any work when ``path`` cannot be written as a file."""
+    if os.path.isdir(path):
+        raise CubistError(f"cannot write {path}: Is a directory")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise CubistError(f"cannot write {path}: directory {parent} does not exist")

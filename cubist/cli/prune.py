@@ -12,31 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from .common import (CubistError, add_common, add_target, command_help, config_flags, config_from_args, csv,
-                     field_argument, positive_int)
-
-
-def _method_fields() -> dict[str, tuple[dataclasses.Field, list[str]]]:
-    """Union of the config fields of all methods: name -> (field of the first method, methods taking it)."""
-    from pruners import load_methods
-    out: dict[str, tuple[dataclasses.Field, list[str]]] = {}
-    for name, cls in sorted(load_methods().items()):
-        for f in dataclasses.fields(cls.Config):
-            if f.name in out:
-                out[f.name][1].append(name)
-            else:
-                out[f.name] = (f, [name])
-    return out
+from .common import (CubistError, add_common, add_target, command_help, config_flags, config_from_args, csv, given_fields,
+                     positive_int, union_flags)
 
 
 def add_parser(sub) -> None:
+    from cubist.data import DATASETS
     from pruners import load_methods
     from pruners.runner import SweepConfig
     methods = sorted(load_methods())
     fields = SweepConfig.__dataclass_fields__
     p = sub.add_parser(
         "prune", help=command_help("prune"),
-        description="Prune spiral MLPs to exact weight counts with one method over every "
+        description="Prune MLPs on a data set of the registry (default the Cubist Spiral) to exact weight counts with one method over every "
                     "nnz x lr x schedule x seed, R runs trained at once as one batched model. "
                     "Method flags default to the method's own defaults.")
     p.add_argument("--method", required=True, choices=methods, help=fields["method"].metadata["help"])
@@ -46,14 +34,12 @@ def add_parser(sub) -> None:
                    help=f"hidden width of the {len(hidden)} hidden layers (default {hidden[0]})")
     g.add_argument("--widths", type=csv(int, minimum=1), default=None, metavar="D1,D2,D3",
                    help="hidden widths, e.g. 3,3,3 (input 2 and one output are implied)")
-    config_flags(p, SweepConfig)
+    config_flags(p, SweepConfig, choices={"data": tuple(DATASETS)})
     add_target(p, text="train accuracy the closing line counts runs reaching (not stored)")
     add_common(p)
     mg = p.add_argument_group("method hyper-parameters (each applies to the methods listed)")
-    for name, (f, takers) in _method_fields().items():
-        who = ", ".join(takers) if len(takers) < len(methods) else "all methods"
-        flag, kw = field_argument(f, dest=f"m_{name}", unset=True, suffix=f" [{who}]")
-        mg.add_argument(flag, **kw)
+    union_flags(mg, {name: cls.Config for name, cls in load_methods().items()}, dest_prefix="m_",
+                everyone="all methods")
     p.set_defaults(func=_run)
 
 
@@ -62,15 +48,7 @@ def sweep_config_from_args(args):
     from pruners import get_method
     from pruners.runner import SweepConfig
     cls = get_method(args.method)
-    accepted = {f.name for f in dataclasses.fields(cls.Config)}
-    params = {}
-    for key, value in vars(args).items():
-        if not key.startswith("m_") or value is None:
-            continue
-        name = key[2:]
-        if name not in accepted:
-            raise CubistError(f"--{name.replace('_', '-')} does not apply to method {args.method}")
-        params[name] = value
+    params = given_fields(args, "m_", {f.name for f in dataclasses.fields(cls.Config)}, f"method {args.method}")
     widths = SweepConfig.__dataclass_fields__["widths"].default
     if args.widths is not None:
         widths = (widths[0], *args.widths, widths[-1])

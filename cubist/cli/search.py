@@ -28,6 +28,7 @@ def add_parser(sub):
         default = default_of(phases.search_widths, name)
         w.add_argument("--" + name.replace("_", "-"), type=positive_int, default=default, help=f"{text} (default {default})")
     _add_grid(w)
+    _add_data(w)
     add_common(w)
     w.set_defaults(func=_run_widths)
 
@@ -51,6 +52,7 @@ def add_parser(sub):
                    help="also find the sparsest nnz with a mask reaching the target in a share >= Q of its inits "
                         "(at its best grid point); the search goes on until it is found")
     _add_grid(m)
+    _add_data(m)
     add_common(m)
     m.set_defaults(func=_run_masks)
 
@@ -78,6 +80,17 @@ def add_parser(sub):
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--widths", type=_widths, default=(2, 16, 16, 16, 1), help="all widths (default 2,16,16,16,1)")
     i.set_defaults(func=_run_init)
+
+
+def _add_data(p):
+    """``--data NAME`` (a data set of the registry, on its default recipe) and ``--heldout``."""
+    from cubist.data import DATASETS, DataConfig
+    config_flags(p, DataConfig, choices={"name": tuple(DATASETS)})
+
+
+def _data(args):
+    from cubist.data import DataConfig
+    return config_from_args(DataConfig, args).build()
 
 
 def _grid(args):
@@ -111,7 +124,8 @@ def _run_widths(args):
     from cubist.store import ResultStore
 
     from search.phases import search_widths
-    res = search_widths(args.target, _grid(args), store=ResultStore(args.out), max_width=args.max_width,
+    grid, data = _grid(args), _data(args)
+    res = search_widths(args.target, grid, store=ResultStore(args.out), data=data, max_width=args.max_width,
                         min_width=args.min_width, depth=args.depth, jobs=_jobs(args), quiet=args.quiet)
     print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
     print(f"pareto-minimal architectures reaching {args.target:.4g} in some run "
@@ -132,8 +146,8 @@ def _run_masks(args):
     from search.phases import FixedInit, search_masks
     init = FixedInit.load(args.init_checkpoint) if args.init_checkpoint else None
     symmetry = args.symmetry or ("labelled" if init is not None else "orbits")
-    grid, adaptive = _grid(args), _adaptive(args)
-    res = search_masks(args.widths, args.target, grid, store=ResultStore(args.out), symmetry=symmetry,
+    grid, adaptive, data = _grid(args), _adaptive(args), _data(args)
+    res = search_masks(args.widths, args.target, grid, store=ResultStore(args.out), data=data, symmetry=symmetry,
                        init=init, exhaustive=args.exhaustive, max_nnz=args.max_nnz, chunk_size=args.chunk_size,
                        jobs=_jobs(args), quiet=args.quiet, adaptive=adaptive, min_rate=args.min_rate)
     print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
@@ -175,21 +189,24 @@ def _run_init(args):
 
 def _run_retrain(args):
     from cubist.report.tables import compact_masks, load_results, select_runs
-    from cubist.spiral import Dataset
+    from cubist.data import DataConfig
     from cubist.stats import reached_target
     from cubist.store import row_masks
 
     from search.phases import retrain_from_init
     grid = _grid(args)
     rows = select_runs(load_results(args.results), args.run_id)
-    data = Dataset.spiral()
+    datasets = {}
     for _, row in rows.iterrows():
         if row.get("mask_bits") is None:
             raise CubistError(f"run {row['run_id']} kept no mask")
+        config = DataConfig.of_row(row)
+        data = datasets.setdefault(config, config.build())
         if row.get("dataset_id") not in (None, data.id):
-            raise CubistError(f"run {row['run_id']} was trained on data set {row['dataset_id']}; "
-                              f"retrain uses the default spiral ({data.id})")
+            raise CubistError(f"run {row['run_id']} was trained on data set {row['dataset_id']}, which its "
+                              f"configuration does not rebuild (it gives {data.id})")
     for _, row in rows.iterrows():
+        data = datasets[DataConfig.of_row(row)]
         widths = tuple(int(w) for w in row["widths"])
         masks = row_masks(row)
         compact = tuple(m.shape[0] for m in compact_masks(masks))[:-1]

@@ -26,6 +26,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from cubist.data import DataConfig
+from cubist.store import write_atomically
+
 CLASS_COLOURS = ("#1f77b4", "#d62728")
 REGION_COLOURS = ("#c6dbef", "#fcbba1")       # light class 0 / class 1
 POSITIVE, NEGATIVE, INACTIVE = "#d62728", "#1f77b4", "#c8c8c8"
@@ -48,8 +51,9 @@ def new_figure(width_in: float, height_in: float, dpi: int = 100):
     return Figure(figsize=(width_in, height_in), dpi=dpi, layout="constrained")
 
 
-def plot_data(X: np.ndarray, y: np.ndarray, path: str | None = None, ax=None, s: float = 0.5):
-    """Scatter the two classes; save to ``path`` (format from its suffix) when given."""
+def plot_data(X: np.ndarray, y: np.ndarray, path: str | None = None, ax=None, s: float = 0.5,
+              title: str | None = None):
+    """Scatter the two classes; save to ``path`` (format from its suffix, written atomically) when given."""
     own = ax is None
     if own:
         fig = new_figure(5, 5, dpi=120)
@@ -62,22 +66,27 @@ def plot_data(X: np.ndarray, y: np.ndarray, path: str | None = None, ax=None, s:
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
     ax.legend(loc="upper right", markerscale=10, fontsize=8)
-    ax.set_title(f"Cubist Spiral ({len(X)} points)")
+    ax.set_title(title or f"Cubist Spiral ({len(X)} points)")
     if own and path:
-        ax.figure.savefig(path, bbox_inches="tight")
+        write_atomically(path, lambda tmp: ax.figure.savefig(tmp, bbox_inches="tight"))
     return ax
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
+def training_data(data: DataConfig = DataConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """The training set of a data set of the registry (cached: every region picture draws it)."""
+    return data.arrays("train")
+
+
 def spiral_data() -> tuple[np.ndarray, np.ndarray]:
-    """The paper's training set (cached: every region picture draws it)."""
-    from cubist.spiral import make_spiral
-    return make_spiral()
+    """The paper's training set."""
+    return training_data(DataConfig())
 
 
-def _data(X, y):
+def _data(X, y, row=None):
+    """The points to draw: ``X, y`` when given, else the training set of ``row``'s data set."""
     if X is None:
-        return spiral_data()
+        return training_data(DataConfig.of_row(row) if row is not None else DataConfig())
     return np.asarray(X), np.asarray(y)
 
 
@@ -258,8 +267,8 @@ def plot_runs(rows, what=WHAT, X=None, y=None, panel_inches: float = 4.0, dpi: i
     """One column per run, one row per picture in ``what`` (regions, network, lines).
 
     ``rows``: result rows (DataFrame, or a list of dicts/Series), each rebuilt with
-    :func:`cubist.report.tables.model_from_row`. ``X, y``: the points drawn (default: the paper's
-    spiral, :func:`spiral_data`). The figure is exactly ``panel_inches * len(rows)`` by
+    :func:`cubist.report.tables.model_from_row`. ``X, y``: the points drawn (default: each run's
+    own data set's training points, :func:`training_data`). The figure is exactly ``panel_inches * len(rows)`` by
     ``panel_inches * len(what)`` inches at ``dpi``.
     """
     from .tables import model_from_row
@@ -270,20 +279,19 @@ def plot_runs(rows, what=WHAT, X=None, y=None, panel_inches: float = 4.0, dpi: i
     rows = [r for _, r in rows.iterrows()] if hasattr(rows, "iterrows") else list(rows)
     if not rows:
         raise ValueError("no runs to draw")
-    if any(w != "network" for w in what):
-        X, y = _data(X, y)
     fig = new_figure(panel_inches * len(rows), panel_inches * len(what), dpi)
     axes = fig.subplots(len(what), len(rows), squeeze=False)
     for c, row in enumerate(rows):
         model = model_from_row(row)
+        Xr, yr = _data(X, y, row) if any(w != "network" for w in what) else (None, None)
         for r, kind in enumerate(what):
             ax = axes[r][c]
             if kind == "regions":
-                plot_regions(model, ax, X, y)
+                plot_regions(model, ax, Xr, yr)
             elif kind == "network":
                 plot_network(model.masks(), model.params_numpy(), ax)
             else:
-                plot_switch_lines(model, ax, X, y)
+                plot_switch_lines(model, ax, Xr, yr)
         axes[0][c].set_title(run_title(row), fontsize=8)
     return fig
 
@@ -308,7 +316,7 @@ def save_figure(fig, out: str, formats=None) -> list[str]:
     """
     paths = output_paths(out, formats)
     for p in paths:
-        fig.savefig(p, dpi=fig.dpi)
+        write_atomically(p, lambda tmp: fig.savefig(tmp, dpi=fig.dpi))
     return paths
 
 
