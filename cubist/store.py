@@ -102,9 +102,34 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+#: Configuration entries added after rows were first written, with the value rows written before
+#: them implicitly had: an entry at that value is left out of the run id (:func:`canonical_config`),
+#: so adding a field with a default never renames stored runs. A path is a tuple of nested keys.
+#: Add a field here when it joins the configuration.
+OMITTED_AT_DEFAULT: dict[tuple[str, ...], object] = {
+    ("data",): {},                      # search rows: the data set, recorded when not the paper's spiral
+    ("data", "name"): "spiral",         # pruner rows: the data set's name ...
+    ("data", "recipe"): {},             # ... and the recipe fields that differ from its defaults
+}
+
+
+def canonical_config(config: dict, omitted=None, _path: tuple = ()) -> dict:
+    """``config`` without the entries at their :data:`OMITTED_AT_DEFAULT` values (recursively)."""
+    omitted = OMITTED_AT_DEFAULT if omitted is None else omitted
+    out = {}
+    for key, value in config.items():
+        path = _path + (key,)
+        if isinstance(value, dict):
+            value = canonical_config(value, omitted, path)
+        if path in omitted and value == omitted[path]:
+            continue
+        out[key] = value
+    return out
+
+
 def run_id(config: dict) -> str:
-    """Content hash (16 hex digits) of a configuration dict."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+    """Content hash (16 hex digits) of a run's canonical configuration (:func:`canonical_config`)."""
+    return hashlib.sha256(canonical_json(canonical_config(config)).encode()).hexdigest()[:16]
 
 
 def make_row(config: dict, *, masks=None, weights=None, metrics: dict | None = None, extra: dict | None = None,

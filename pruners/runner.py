@@ -132,6 +132,20 @@ class Run:
     def run_id(self) -> str:
         return run_id(self.config)
 
+    def to_row(self) -> dict:
+        """The row's configuration (hashed into its run id)."""
+        return self.config
+
+    @classmethod
+    def from_row(cls, row, **overrides) -> tuple["Run", SweepConfig]:
+        """The run of a stored pruner row and the one-run sweep that trains it
+        (``overrides``: how, not what, is run, e.g. ``engine="single"``)."""
+        cfg = sweep_config_from_row(row, **overrides)
+        runs = [r for r in build_runs(cfg, load_data(cfg)) if r.run_id == row["run_id"]]
+        if not runs:
+            raise ValueError(f"row {row['run_id']} cannot be rebuilt from its configuration (data or code changed?)")
+        return runs[0], cfg
+
 
 def data_config(cfg: SweepConfig) -> DataConfig:
     return DataConfig(cfg.data, cfg.heldout, tuple(cfg.data_recipe))
@@ -357,9 +371,5 @@ def sweep_config_from_row(row, **overrides) -> SweepConfig:
 
 def rerun(row, **overrides) -> dict:
     """Run again the run that produced ``row``; returns the new row (same ``run_id``)."""
-    cfg = sweep_config_from_row(row, **overrides)
-    data = load_data(cfg)
-    runs = [r for r in build_runs(cfg, data) if r.run_id == row["run_id"]]
-    if not runs:
-        raise ValueError(f"row {row['run_id']} cannot be rebuilt from its configuration (data or code changed?)")
-    return run_chunk(cfg, runs, data, resolve_device(cfg.device))[0]
+    run, cfg = Run.from_row(row, **overrides)
+    return run_chunk(cfg, [run], load_data(cfg), resolve_device(cfg.device))[0]

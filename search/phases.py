@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cubist.masks import dense_weight_count, mask_counts, mask_key
+from cubist.data import DataConfig, Dataset
+from cubist.masks import dense_weight_count, mask_counts, mask_key, unpack_masks
 from cubist.model import RANDOM_INIT, run_init_seed
-from cubist.data import Dataset
 from cubist.stats import DEFAULT_TARGET, reached_target, wilson_interval
 from cubist.store import ResultStore, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig, protocol_field
@@ -228,18 +228,95 @@ def search_init_seed(widths, key: str, lr: float, schedule: str, k: int) -> int:
     return run_init_seed("spiral-mlp", [int(w) for w in widths], key, float(lr), schedule, int(k))
 
 
-def _row_config(kind, method, widths, lr, schedule, seed, grid, data, init, params, key):
-    random = init is None
-    config = dict(kind=kind, method=method, widths=list(widths), init_width=INIT_WIDTH if random else None,
-                  init=RANDOM_INIT if random else f"checkpoint:{init.id}",
-                  init_seed=search_init_seed(widths, key, lr, schedule, seed) if random else None,
-                  lr=float(lr), schedule=schedule, epochs=grid.epochs, batch_size=grid.batch_size,
-                  momentum=grid.momentum, weight_decay=grid.weight_decay, seed=int(seed), target_nnz=None,
-                  params=params, dataset_id=data.id)
-    named = data.config.to_row() if data.config is not None else {}
-    if named:  # a data set other than the paper's spiral (whose rows keep their ids)
-        config["data"] = named
-    return config
+SEARCH_METHODS = {"search_masks": "mask", "search_widths": "dense"}   # kind -> the rows' method
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """One run of the search, as its row's configuration records it: :meth:`to_row` is that
+    configuration (hashed into the run id), :meth:`from_row` turns a stored row back into the
+    run, :meth:`train` trains it again (reproducing the row).
+
+    ``mask`` is the mask key (:func:`cubist.masks.mask_key`); a dense run (phase 1) has the dense
+    mask's key. ``seed`` is the seed index k (data order); with a random init (``init_id`` None)
+    the init is drawn from :func:`search_init_seed` of (widths, mask, lr, schedule, k), with a
+    fixed init it is the checkpoint ``init_id``. ``grid`` holds the protocol (its ``lrs``,
+    ``schedules`` and ``seeds`` are this run's point).
+    """
+
+    kind: str
+    widths: tuple
+    mask: str
+    lr: float
+    schedule: str
+    seed: int
+    grid: Grid = Grid()
+    symmetry: str | None = None
+    init_id: str | None = None
+    data: DataConfig = DataConfig()
+
+    @property
+    def init_seed(self) -> int | None:
+        if self.init_id is not None:
+            return None
+        return search_init_seed(self.widths, self.mask, self.lr, self.schedule, self.seed)
+
+    def masks(self) -> list[np.ndarray]:
+        w = self.widths
+        return unpack_masks(bytes.fromhex(self.mask), [[w[l + 1], w[l]] for l in range(len(w) - 1)])
+
+    def to_row(self, dataset_id: str) -> dict:
+        """The row's configuration (``dataset_id``: the id of the data set it is trained on)."""
+        random = self.init_id is None
+        params = {"mask": self.mask, "symmetry": self.symmetry} if self.kind == "search_masks" else {}
+        config = dict(kind=self.kind, method=SEARCH_METHODS[self.kind], widths=list(self.widths),
+                      init_width=INIT_WIDTH if random else None,
+                      init=RANDOM_INIT if random else f"checkpoint:{self.init_id}", init_seed=self.init_seed,
+                      lr=float(self.lr), schedule=self.schedule, epochs=self.grid.epochs,
+                      batch_size=self.grid.batch_size, momentum=self.grid.momentum,
+                      weight_decay=self.grid.weight_decay, seed=int(self.seed), target_nnz=None,
+                      params=params, dataset_id=dataset_id)
+        named = self.data.to_row()
+        if named:  # a data set other than the paper's spiral (whose rows keep their ids)
+            config["data"] = named
+        return config
+
+    @classmethod
+    def from_row(cls, row) -> "SearchRun":
+        """The run of a stored search row (dict or DataFrame row)."""
+        config = json.loads(row["config"]) if isinstance(row["config"], str) else row["config"]
+        kind = config["kind"]
+        if kind not in SEARCH_METHODS:
+            raise ValueError(f"row {row['run_id']} is a {kind!r} row, not a search row")
+        widths = tuple(int(w) for w in config["widths"])
+        params = config.get("params") or {}
+        if kind == "search_masks":
+            key = params["mask"]
+        else:
+            key = mask_key([np.ones((widths[l + 1], widths[l]), bool) for l in range(len(widths) - 1)])
+        init = config.get("init") or RANDOM_INIT
+        grid = Grid(lrs=(config["lr"],), schedules=(config["schedule"],), seeds=config["seed"] + 1,
+                    epochs=config["epochs"], batch_size=config["batch_size"], momentum=config["momentum"],
+                    weight_decay=config["weight_decay"])
+        return cls(kind, widths, key, config["lr"], config["schedule"], config["seed"], grid,
+                   params.get("symmetry"), None if init == RANDOM_INIT else init.split(":", 1)[1],
+                   DataConfig.from_row(config.get("data")))
+
+    def train(self, data: Dataset | None = None, init: "FixedInit | None" = None) -> dict:
+        """Train this run again with the engine; returns its row (same ``run_id``)."""
+        data = data or self.data.build()
+        if (init.id if init is not None else None) != self.init_id:
+            raise ValueError(f"the run starts from init {self.init_id or 'random'}; give init= that checkpoint"
+                             if self.init_id else "the run starts from its own random init; give no init")
+        chunk = Chunk(self.widths, [m[None] for m in self.masks()], np.array([self.lr]), [self.schedule],
+                      np.array([self.seed]), [self.to_row(data.id)])
+        return train_chunk(chunk, data, self.grid, init, threads=1)[0]
+
+
+def _row_config(kind, widths, lr, schedule, seed, grid, data, init, symmetry, key):
+    return SearchRun(kind, tuple(widths), key, lr, schedule, seed, grid, symmetry,
+                     None if init is None else init.id,
+                     data.config if data.config is not None else DataConfig()).to_row(data.id)
 
 
 def _chunked(models, widths, chunk_size):
@@ -410,8 +487,7 @@ def search_masks(hidden, target: float = DEFAULT_TARGET, grid: Grid = Grid(), *,
             models = []
             for key in chosen:
                 for (lr, sch), k in itertools.product(grid_points, range(done_inits, inits)):
-                    cfg = _row_config("search_masks", "mask", widths, lr, sch, k, grid, data, init,
-                                      {"mask": key, "symmetry": symmetry}, key)
+                    cfg = _row_config("search_masks", widths, lr, sch, k, grid, data, init, symmetry, key)
                     rid = run_id(cfg)
                     if rid in existing:
                         level_rows.append(existing[rid])
@@ -500,7 +576,7 @@ def search_widths(target: float = DEFAULT_TARGET, grid: Grid = Grid(), *, store:
         key = mask_key(dense)
         models = []
         for lr, sch, seed in grid.points():
-            cfg = _row_config("search_widths", "dense", widths, lr, sch, seed, grid, data, init, {}, key)
+            cfg = _row_config("search_widths", widths, lr, sch, seed, grid, data, init, None, key)
             rid = run_id(cfg)
             if rid in existing:
                 rows.append(existing[rid])
@@ -572,4 +648,4 @@ def _argmins(items, key):
 
 __all__ = ["Grid", "Adaptive", "FixedInit", "save_init", "search_masks", "search_widths", "MaskSearchResult",
            "WidthSearchResult", "MaskRate", "LevelStats", "mask_rates", "masks_reaching",
-           "search_init_seed", "retrain_from_init"]
+           "search_init_seed", "retrain_from_init", "SearchRun"]
