@@ -279,6 +279,32 @@ def test_mask_overlap_table(df, rows):
     assert s.loc["perm", "same_orbit_runs"] == 1 and s.loc["perm", "max_shared_frac"] == eff / 20
 
 
+def test_normalised_once_and_kept(df, rows):
+    assert A.is_normalised(df) and A.normalised(df) is df
+    assert A.is_normalised(df[df["kind"] == A.PRUNE_KIND])          # a selection of its rows stays normalised
+    raw = pd.DataFrame(rows)
+    assert not A.is_normalised(raw) and A.is_normalised(A.normalised(raw))
+    blank = df.assign(effective_nnz=None)                           # a column assigned since: normalised again
+    assert not A.is_normalised(blank) and A.normalised(blank)["effective_nnz"].dtype == np.float64
+    assert not A.is_normalised(df.assign(widths=[list(w) for w in df["widths"]]))
+
+
+def test_target_inputs_are_shared_and_checked(df):
+    inputs = A.TargetInputs(df, TARGET, 0.5)
+    pd.testing.assert_frame_equal(A.headline(df, TARGET, min_rate=0.5, inputs=inputs), A.headline(df, TARGET, min_rate=0.5))
+    pd.testing.assert_frame_equal(A.mask_overlap(df, TARGET, inputs=inputs), A.mask_overlap(df, TARGET))   # any min_rate
+    pd.testing.assert_frame_equal(A.overparam_curve(df, TARGET, inputs=inputs), A.overparam_curve(df, TARGET))
+    search = A.sparsest_search(df, TARGET, 0.5, inputs=inputs)
+    search["search_nnz"] = -1.0                                     # a copy: the shared table is untouched
+    pd.testing.assert_frame_equal(A.sparsest_search(df, TARGET, 0.5, inputs=inputs), A.sparsest_search(df, TARGET, 0.5))
+    for bad in (lambda: A.headline(df, 0.99, min_rate=0.5, inputs=inputs),
+                lambda: A.sparsest_search(df, TARGET, inputs=inputs),             # another min_rate
+                lambda: A.method_frontier(df, TARGET, 0.5, confidence=0.9, inputs=inputs),
+                lambda: A.success_rates(df.copy(), TARGET, inputs=inputs)):      # another frame
+        with pytest.raises(ValueError, match="inputs of target"):
+            bad()
+
+
 # -- selecting runs --------------------------------------------------------------------------
 def test_select_and_best_run(df, rows):
     ids = [rows[2]["run_id"], rows[0]["run_id"]]

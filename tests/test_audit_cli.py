@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -124,6 +125,49 @@ def test_audit_success_over_inits(success_store, tmp_path, capsys):
     assert "The pruners: 50 runs, K = 10 inits per budget and grid point" in md and "K = 1 a grid" not in md
     html = (out / "report.html").read_text()
     assert "Success over inits per nnz" in html and "5/10 = 0.50 [0.24, 0.76]" in html
+
+
+def _tables_each_alone(df, target, methods, min_rate):
+    """:func:`audit.audit_tables` as each table computes it alone: no shared inputs, every table
+    normalising the frame as given."""
+    A = audit.A
+    levels, success, overlap = A.level_success(df, target), A.success_rates(df, target), A.mask_overlap(df, target)
+    return {"headline": A.headline(df, target, methods, min_rate), "search": A.sparsest_search(df, target, min_rate),
+            "levels": levels, "dense": A.smallest_dense(df, target),
+            "frontier": A.method_frontier(df, target, min_rate), "success": success,
+            "by_nnz": audit.success_by_nnz(levels, success),
+            "effective": A.effective_sparsity(df[df["kind"] == A.PRUNE_KIND]),
+            "overparam": A.overparam_curve(df, target), "overlap": overlap, "overlap_summary": A.overlap_summary(overlap)}
+
+
+@pytest.mark.parametrize("which", ["store", "success_store"])
+@pytest.mark.parametrize("min_rate", [None, 0.5])
+def test_audit_tables_share_inputs_identically(request, which, min_rate):
+    """Normalising once and sharing one TargetInputs per target changes no table."""
+    from cubist.store import ResultStore
+    store = request.getfixturevalue(which)
+    path = store[0] if which == "store" else store
+    raw = ResultStore(path).load()
+    for target in (0.95, 0.99):
+        alone = _tables_each_alone(raw, target, ["imp", "dwf"], min_rate)
+        for df in (raw, audit.A.load_results(path)):
+            shared = audit.audit_tables(df, target, ["imp", "dwf"], min_rate)
+            assert shared.keys() == alone.keys()
+            for key in alone:
+                pd.testing.assert_frame_equal(shared[key], alone[key], check_exact=True, obj=key)
+    assert len(shared["overlap"]) or which == "success_store"   # the overlap is compared on real rows too
+
+
+def test_audit_tables_normalise_once(success_store, monkeypatch):
+    from cubist.store import ResultStore
+    A = audit.A
+    loaded, raw = A.load_results(success_store), ResultStore(success_store).load()
+    calls, normalise = [], A._normalise
+    monkeypatch.setattr(A, "_normalise", lambda df: calls.append(len(df)) or normalise(df))
+    audit.audit_tables(loaded, 0.95)
+    assert calls == []                   # load_results normalised it
+    audit.audit_tables(raw, 0.95)
+    assert calls == [len(raw)]           # once, the whole frame
 
 
 def test_audit_min_rate(success_store, tmp_path, capsys):

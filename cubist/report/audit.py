@@ -34,21 +34,28 @@ NEVER_LISTED = 8           # never-reaching (method, widths) named in the notes;
 # -- tables ----------------------------------------------------------------------------------
 def audit_tables(df: pd.DataFrame, target: float, methods=None,
                  min_rate: float = DEFAULT_MIN_RATE) -> dict[str, pd.DataFrame]:
-    """Every table of the report for one target, by name (all pure functions of ``df``)."""
-    overlap = A.mask_overlap(df, target)
-    prune = df[df["kind"] == A.PRUNE_KIND]
-    levels = A.level_success(df, target)
-    success = A.success_rates(df, target)
+    """Every table of the report for one target, by name (all pure functions of ``df``).
+
+    ``df`` is normalised once (not again when it comes from
+    :func:`~cubist.report.tables.load_results`), and what several tables share (the search's
+    rows, per-mask and per-level success and sparsest masks; the pruners' rows, success rates and
+    frontier) once, in one :class:`~cubist.report.tables.TargetInputs`.
+    """
+    df = A.normalised(df)
+    inputs = A.TargetInputs(df, target, min_rate)
+    overlap = A.mask_overlap(df, target, inputs=inputs)
+    levels = A.level_success(df, target, inputs=inputs)
+    success = A.success_rates(df, target, inputs=inputs)
     return {
-        "headline": A.headline(df, target, methods, min_rate),
-        "search": A.sparsest_search(df, target, min_rate),
+        "headline": A.headline(df, target, methods, min_rate, inputs=inputs),
+        "search": A.sparsest_search(df, target, min_rate, inputs=inputs),
         "levels": levels,
         "dense": A.smallest_dense(df, target),
-        "frontier": A.method_frontier(df, target, min_rate),
+        "frontier": A.method_frontier(df, target, min_rate, inputs=inputs),
         "success": success,
         "by_nnz": success_by_nnz(levels, success),
-        "effective": A.effective_sparsity(prune),
-        "overparam": A.overparam_curve(df, target),
+        "effective": A.effective_sparsity(df[df["kind"] == A.PRUNE_KIND]),
+        "overparam": A.overparam_curve(df, target, inputs=inputs),
         "overlap": overlap,
         "overlap_summary": A.overlap_summary(overlap),
     }
@@ -450,7 +457,7 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
     Returns ``{"tables": {target: {...}}, "files": [...]}``. Raises
     :class:`~cubist.report.tables.ResultsError` when no run reached one of the targets.
     """
-    df = A._normalise(df)
+    df = A.normalised(df)
     targets = [float(t) for t in targets]
     for t in targets:
         check_reached(df, t)

@@ -4,7 +4,9 @@ The audit compares pruning methods with the exact sparsest MLPs of the Cubist Sp
 the combinatorial search of Zhang & Papyan, "Sparsest Models Elude Pruning" (ICML 2024; see
 ``ALGORITHMS.md`` §1-§3 and §5). Every function below takes the rows of one or more result
 stores (:func:`load_results`, or ``pandas.read_parquet``/duckdb on the same shards) and returns a
-new DataFrame; nothing is cached or mutated, so a notebook can rebuild every table.
+new DataFrame; nothing is mutated, so a notebook can rebuild every table. A frame is normalised
+once (:func:`normalised`; :func:`load_results` does it) and not again by the tables; what several
+tables of one target share is computed once in a :class:`TargetInputs` (``inputs=``).
 
 Conventions, the same in every table:
 
@@ -35,7 +37,7 @@ import itertools
 import math
 import json
 import os
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -87,19 +89,42 @@ def load_results(paths) -> pd.DataFrame:
     return _normalise(df)
 
 
+_NORMALISED = "cubist.report.normalised"   # the df.attrs marker of a normalised frame
+_FLOATS = ("train_acc", "weight_nnz", "effective_nnz", "dead_units", "target_nnz")   # float64 once normalised
+
+
 def _normalise(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy with tuple widths and the flags analysis relies on filled in."""
+    """A copy with tuple widths and the flags analysis relies on filled in (marked normalised)."""
     df = df.copy()
     for c in COLUMNS:
         if c not in df.columns:
             df[c] = None
     df["widths"] = [widths_key(w) for w in df["widths"]]
     df["diverged"] = df["diverged"].astype("boolean").fillna(False).astype(bool)
-    for c in ("train_acc", "weight_nnz", "effective_nnz", "dead_units", "target_nnz"):
+    for c in _FLOATS:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     df["method_base"] = df["method"]
     df["method"] = [method_label(m, p) for m, p in zip(df["method"], df["params"])]
+    df.attrs[_NORMALISED] = True
     return df
+
+
+def is_normalised(df: pd.DataFrame) -> bool:
+    """Whether ``df`` is normalised already: marked by :func:`load_results` or :func:`normalised`
+    (a selection of its rows keeps the mark), with every stored column and ``method_base``, and
+    columns still of their normalised types (a column assigned since is normalised again)."""
+    if not df.attrs.get(_NORMALISED) or "method_base" not in df.columns or any(c not in df.columns for c in COLUMNS):
+        return False
+    if df["diverged"].dtype != bool or any(df[c].dtype != np.float64 for c in _FLOATS):
+        return False
+    return df.empty or isinstance(df["widths"].iloc[0], tuple)
+
+
+def normalised(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` itself when it is normalised (:func:`is_normalised`), else a normalised copy: tuple
+    ``widths``, boolean ``diverged``, float counts, every stored column, ``method`` as
+    :func:`method_label` and the stored one in ``method_base``."""
+    return df if is_normalised(df) else _normalise(df)
 
 
 def method_label(method, params) -> str:
@@ -142,8 +167,78 @@ def _mask_key(df: pd.DataFrame) -> pd.Series:
 
 
 def _of_kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """The normalised rows of ``kind`` (selected first: normalising every row is the slow part)."""
-    return _normalise(df[df["kind"] == kind] if "kind" in df.columns else df.iloc[:0])
+    """The normalised rows of ``kind`` (selected first: normalising every row is the slow part;
+    rows of a normalised frame are not normalised again)."""
+    return normalised(df[df["kind"] == kind] if "kind" in df.columns else df.iloc[:0])
+
+
+def _kind_rows(df: pd.DataFrame, kind: str, target: float) -> pd.DataFrame:
+    """The normalised rows of search ``kind`` with ``_ok`` (reached ``target``) and ``mask`` (the
+    key of :func:`_mask_label`; ``"dense"`` for phase 1, where an architecture is its one mask)."""
+    rows = _of_kind(df, kind)
+    return rows.assign(_ok=reached(rows, target), mask="dense" if kind == DENSE_KIND else _mask_label(rows))
+
+
+_ANY = object()   # a table whose values do not depend on min_rate takes inputs of any min_rate
+
+
+class TargetInputs:
+    """What the tables of one target share, each computed once, when first needed.
+
+    For the frame ``df`` (normalised by the tables where it is not), ``target``, ``min_rate``
+    and ``confidence``: ``search_rows`` (the search's rows, :func:`_kind_rows`), ``per_mask``
+    (:func:`mask_success`), ``levels`` (:func:`level_success`), ``search``
+    (:func:`sparsest_search`), ``prune_rows`` (the pruner rows with ``level`` and ``_ok``),
+    ``rates`` (:func:`success_rates`) and ``frontier`` (:func:`method_frontier`). The tables of
+    a target take one as ``inputs=`` (:func:`cubist.report.audit.audit_tables` passes one per
+    target) and build their own without it; they never mutate it and return copies.
+    """
+
+    def __init__(self, df: pd.DataFrame, target: float, min_rate: float | None = None, confidence: float = 0.95):
+        self.df, self.target, self.min_rate, self.confidence = df, target, min_rate, confidence
+
+    @cached_property
+    def search_rows(self) -> pd.DataFrame:
+        return _kind_rows(self.df, SEARCH_KIND, self.target)
+
+    @cached_property
+    def per_mask(self) -> pd.DataFrame:
+        return _mask_success(self.search_rows, self.confidence)
+
+    @cached_property
+    def levels(self) -> pd.DataFrame:
+        return _levels(self.per_mask)
+
+    @cached_property
+    def search(self) -> pd.DataFrame:
+        return _sparsest_search(self)
+
+    @cached_property
+    def prune_rows(self) -> pd.DataFrame:
+        rows = _of_kind(self.df, PRUNE_KIND)
+        rows = rows.assign(level=rows["target_nnz"].where(rows["target_nnz"].notna(), rows["weight_nnz"]))
+        return rows.assign(_ok=reached(rows, self.target))
+
+    @cached_property
+    def rates(self) -> pd.DataFrame:
+        return _success_rates(self)
+
+    @cached_property
+    def frontier(self) -> pd.DataFrame:
+        return _method_frontier(self)
+
+
+def _inputs(inputs: TargetInputs | None, df: pd.DataFrame, target: float, confidence: float = 0.95,
+            min_rate=_ANY) -> TargetInputs:
+    """``inputs`` when given (checked to be of ``df`` and these parameters), else new ones."""
+    if inputs is None:
+        return TargetInputs(df, target, None if min_rate is _ANY else min_rate, confidence)
+    if (inputs.df is not df or inputs.target != target or inputs.confidence != confidence
+            or (min_rate is not _ANY and inputs.min_rate != min_rate)):
+        raise ValueError(f"inputs of target {inputs.target}, min_rate {inputs.min_rate}, confidence "
+                         f"{inputs.confidence} (or of another frame) given for target {target}"
+                         + (f", min_rate {min_rate}" if min_rate is not _ANY else "") + f", confidence {confidence}")
+    return inputs
 
 
 def _best_run(rows: pd.DataFrame) -> pd.Series:
@@ -219,15 +314,12 @@ def mask_success(df: pd.DataFrame, target: float, confidence: float = 0.95, kind
     ``best_successes``, ``best_rate``, ``best_low``, ``best_high``; ``best_acc`` and ``run_id``
     of its best non-diverged run. Sorted by widths, nnz and mask.
     """
-    rows = _of_kind(df, kind)
-    rows["mask"] = "dense" if kind == DENSE_KIND else _mask_label(rows)
-    return _mask_success(rows, reached(rows, target), confidence)
+    return _mask_success(_kind_rows(df, kind, target), confidence)
 
 
-def _mask_success(rows: pd.DataFrame, ok: pd.Series, confidence: float) -> pd.DataFrame:
-    """:func:`mask_success` of normalised rows with a ``mask`` column; ``ok``: they reached."""
+def _mask_success(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """:func:`mask_success` of the rows of :func:`_kind_rows` (``mask``; ``_ok``: reached)."""
     by = ["widths", "mask"]
-    rows = rows.assign(_ok=ok)
     table = _success_over_inits(rows, by, SEARCH_GRID, confidence)
     nnz = rows.groupby(by, sort=False)["weight_nnz"].max().rename("weight_nnz").reset_index()
     table = table.merge(nnz, on=by, how="left") if len(table) else table.assign(weight_nnz=[])
@@ -235,7 +327,8 @@ def _mask_success(rows: pd.DataFrame, ok: pd.Series, confidence: float) -> pd.Da
     return table.sort_values(["widths", "weight_nnz", "mask"], kind="stable").reset_index(drop=True)[cols]
 
 
-def level_success(df: pd.DataFrame, target: float, confidence: float = 0.95) -> pd.DataFrame:
+def level_success(df: pd.DataFrame, target: float, confidence: float = 0.95, *,
+                  inputs: TargetInputs | None = None) -> pd.DataFrame:
     """Per (widths, weight_nnz) of the search's masks: how reliably the level's best mask reaches.
 
     Columns: ``masks``, ``runs``, ``inits`` (fewest runs of one mask at one grid point),
@@ -244,8 +337,9 @@ def level_success(df: pd.DataFrame, target: float, confidence: float = 0.95) -> 
     search's levels choose it):
     ``mask``, ``best_lr``, ``best_schedule``, ``best_runs``, ``best_successes``, ``best_rate``,
     ``best_low``, ``best_high``, ``best_acc`` and ``run_id`` (of :func:`mask_success`).
+    ``inputs``: the :class:`TargetInputs` of the same frame, target and confidence, to share.
     """
-    return _levels(mask_success(df, target, confidence))
+    return _inputs(inputs, df, target, confidence).levels.copy()
 
 
 def _levels(per_mask: pd.DataFrame) -> pd.DataFrame:
@@ -267,7 +361,7 @@ def _levels(per_mask: pd.DataFrame) -> pd.DataFrame:
 
 # -- the search ------------------------------------------------------------------------------
 def sparsest_search(df: pd.DataFrame, target: float, min_rate: float | None = None,
-                    confidence: float = 0.95) -> pd.DataFrame:
+                    confidence: float = 0.95, *, inputs: TargetInputs | None = None) -> pd.DataFrame:
     """Per searched width tuple: the fewest weight nnz of a mask reaching ``target``.
 
     Columns: ``widths``, ``search_nnz`` (fewest nnz at which *some* run reached the target; NaN
@@ -284,25 +378,30 @@ def sparsest_search(df: pd.DataFrame, target: float, min_rate: float | None = No
     With ``min_rate`` (in (0, 1]) also the fewest nnz at which some mask's best-grid-point rate is
     at least ``min_rate``: ``rate_nnz`` (NaN if none), ``rate_masks`` (masks there that qualify),
     and the best of them: ``rate``, ``rate_low``, ``rate_high``, ``rate_runs``, ``rate_run_id``.
+
+    ``inputs``: the :class:`TargetInputs` of the same frame, target, min_rate and confidence, to share.
     """
+    return _inputs(inputs, df, target, confidence, min_rate).search.copy()
+
+
+def _sparsest_search(inputs: TargetInputs) -> pd.DataFrame:
+    """:func:`sparsest_search` of ``inputs``."""
+    min_rate = inputs.min_rate
     if min_rate is not None and not 0 < min_rate <= 1:
         raise ValueError(f"min_rate must be in (0, 1], got {min_rate}")
-    rows = _of_kind(df, SEARCH_KIND)
+    rows = inputs.search_rows
     cols = ["widths", "search_nnz", "effective_nnz", "masks_reaching", "masks_at_nnz", "masks_tried", "runs",
             "best_acc", "run_id", "inits", "level_runs", "best_runs", "best_rate", "best_low", "best_high"]
     if min_rate is not None:
         cols += ["rate_nnz", "rate_masks", "rate", "rate_low", "rate_high", "rate_runs", "rate_run_id"]
     if rows.empty:
         return pd.DataFrame(columns=cols)
-    rows["_ok"] = reached(rows, target)
-    rows["_mask"] = _mask_label(rows)   # the identity of _mask_key within one architecture
-    per_mask = _mask_success(rows.assign(mask=rows["_mask"]), rows["_ok"], confidence)
-    levels = _levels(per_mask)
+    per_mask, levels = inputs.per_mask, inputs.levels   # "mask": the identity of _mask_key within one architecture
     out = []
     for w, g in rows.groupby("widths", sort=True):
         masks_w = per_mask[has_widths(per_mask, w)]
         rec = {"widths": w, "search_nnz": np.nan, "effective_nnz": np.nan, "masks_reaching": 0, "masks_at_nnz": 0,
-               "masks_tried": int(g["_mask"].nunique()), "runs": len(g), "best_acc": np.nan, "run_id": None,
+               "masks_tried": int(g["mask"].nunique()), "runs": len(g), "best_acc": np.nan, "run_id": None,
                "inits": int(masks_w["inits"].min()), "level_runs": 0, "best_runs": 0, "best_rate": np.nan,
                "best_low": np.nan, "best_high": np.nan}
         ok = g[g["_ok"]]
@@ -312,8 +411,8 @@ def sparsest_search(df: pd.DataFrame, target: float, min_rate: float | None = No
             best = _best_run(level_ok)
             lev = levels[has_widths(levels, w) & (levels["weight_nnz"] == nnz)].iloc[0]
             rec.update(search_nnz=nnz, effective_nnz=best["effective_nnz"],
-                       masks_reaching=int(level_ok["_mask"].nunique()),
-                       masks_at_nnz=int(g.loc[g["weight_nnz"] == nnz, "_mask"].nunique()),
+                       masks_reaching=int(level_ok["mask"].nunique()),
+                       masks_at_nnz=int(g.loc[g["weight_nnz"] == nnz, "mask"].nunique()),
                        best_acc=best["train_acc"], run_id=best["run_id"], inits=int(lev["inits"]),
                        level_runs=int(lev["runs"]), best_runs=int(lev["best_runs"]), best_rate=lev["best_rate"],
                        best_low=lev["best_low"], best_high=lev["best_high"])
@@ -368,14 +467,8 @@ def smallest_dense(df: pd.DataFrame, target: float, confidence: float = 0.95) ->
 
 
 # -- the pruners -----------------------------------------------------------------------------
-def _prune_rows(df: pd.DataFrame, target: float) -> pd.DataFrame:
-    rows = _of_kind(df, PRUNE_KIND)
-    rows["level"] = rows["target_nnz"].where(rows["target_nnz"].notna(), rows["weight_nnz"])
-    rows["_ok"] = reached(rows, target)
-    return rows
-
-
-def success_rates(df: pd.DataFrame, target: float, confidence: float = 0.95) -> pd.DataFrame:
+def success_rates(df: pd.DataFrame, target: float, confidence: float = 0.95, *,
+                  inputs: TargetInputs | None = None) -> pd.DataFrame:
     """Per (widths, method, level): ``runs``, ``reached_runs`` and ``success_rate`` (their ratio).
 
     The level is the budget ``target_nnz`` (achieved ``weight_nnz`` when there is none), so runs
@@ -384,14 +477,20 @@ def success_rates(df: pd.DataFrame, target: float, confidence: float = 0.95) -> 
     the best ``train_acc`` of non-diverged runs; ``inits`` (fewest runs at one grid point
     ``lr`` x ``schedule`` x ``params``) and the best grid point: ``best_lr``,
     ``best_schedule``, ``best_runs``, ``best_successes``, ``best_rate``, ``best_low``,
-    ``best_high``.
+    ``best_high``. ``inputs``: the :class:`TargetInputs` of the same frame, target and
+    confidence, to share.
     """
-    rows = _prune_rows(df, target)
+    return _inputs(inputs, df, target, confidence).rates.copy()
+
+
+def _success_rates(inputs: TargetInputs) -> pd.DataFrame:
+    """:func:`success_rates` of ``inputs``."""
+    rows, confidence = inputs.prune_rows, inputs.confidence
     cols = ["widths", "method", "level", "runs", "reached_runs", "success_rate", "low", "high", "diverged_runs",
             "mean_weight_nnz", "mean_effective_nnz", "best_acc", "inits", "best_lr", "best_schedule", *BEST_COLUMNS]
     if rows.empty:
         return pd.DataFrame(columns=cols)
-    rows["_acc"] = rows["train_acc"].where(~rows["diverged"])
+    rows = rows.assign(_acc=rows["train_acc"].where(~rows["diverged"]))
     by = ["widths", "method", "level"]
     g = rows.groupby(by, sort=True)
     out = g.agg(runs=("run_id", "size"), reached_runs=("_ok", "sum"), diverged_runs=("diverged", "sum"),
@@ -415,7 +514,7 @@ def _level_of_rate(rates: pd.DataFrame, min_rate: float) -> pd.Series | None:
 
 
 def method_frontier(df: pd.DataFrame, target: float, min_rate: float | None = None,
-                    confidence: float = 0.95) -> pd.DataFrame:
+                    confidence: float = 0.95, *, inputs: TargetInputs | None = None) -> pd.DataFrame:
     """Per (widths, method): the sparsest level at which the method reached ``target``.
 
     Best over hyper-parameters and seeds. Columns: ``runs``, ``reached_runs``, ``min_level``
@@ -432,8 +531,15 @@ def method_frontier(df: pd.DataFrame, target: float, min_rate: float | None = No
     target in at least ``min_rate`` of its runs (NaN if none), its ``rate``, ``rate_low``,
     ``rate_high``, ``rate_runs``; ``rate_search_nnz`` (the search's ``rate_nnz`` over the
     architectures embedding in this one) and ``rate_ratio`` (``rate_level / rate_search_nnz``).
+
+    ``inputs``: the :class:`TargetInputs` of the same frame, target, min_rate and confidence, to share.
     """
-    rows = _prune_rows(df, target)
+    return _inputs(inputs, df, target, confidence, min_rate).frontier.copy()
+
+
+def _method_frontier(inputs: TargetInputs) -> pd.DataFrame:
+    """:func:`method_frontier` of ``inputs``."""
+    rows, min_rate = inputs.prune_rows, inputs.min_rate
     cols = ["widths", "method", "runs", "reached_runs", "min_level", "min_weight_nnz", "min_effective_nnz",
             "success_rate", "low", "high", "level_runs", "inits", *BEST_COLUMNS, "search_nnz", "ratio", "best_acc",
             "run_id"]
@@ -441,10 +547,10 @@ def method_frontier(df: pd.DataFrame, target: float, min_rate: float | None = No
         cols += ["rate_level", "rate", "rate_low", "rate_high", "rate_runs", "rate_search_nnz", "rate_ratio"]
     if rows.empty:
         return pd.DataFrame(columns=cols)
-    search = sparsest_search(df, target, min_rate, confidence)
+    search = inputs.search
     rate_bound = (search[["widths", "rate_nnz"]].rename(columns={"rate_nnz": "search_nnz"})
                   if min_rate is not None else None)
-    rates = success_rates(df, target, confidence)
+    rates = inputs.rates
     at = rates.set_index(["widths", "method", "level"])
     out = []
     for (w, m), g in rows.groupby(["widths", "method"], sort=True):
@@ -480,7 +586,7 @@ def method_frontier(df: pd.DataFrame, target: float, min_rate: float | None = No
 
 
 def headline(df: pd.DataFrame, target: float, methods=None, min_rate: float | None = None,
-             confidence: float = 0.95) -> pd.DataFrame:
+             confidence: float = 0.95, *, inputs: TargetInputs | None = None) -> pd.DataFrame:
     """The audit's headline: the search's sparsest models next to every method's sparsest run.
 
     One row per searched architecture (``method == "search"``) and per (widths, method) of the
@@ -497,13 +603,15 @@ def headline(df: pd.DataFrame, target: float, methods=None, min_rate: float | No
     of the level's best mask (search) or of the method's sparsest reaching budget. With
     ``min_rate``: ``rate_nnz``, the fewest nnz where that rate is at least ``min_rate``
     (:func:`sparsest_search`, :func:`method_frontier`), and ``rate_ratio`` against the search's.
+
+    ``inputs``: the :class:`TargetInputs` of the same frame, target, min_rate and confidence, to share.
     """
     cols = ["rank", "method", "widths", "nnz", "effective_nnz", "search_nnz", "ratio", "success_rate",
             "rate", "low", "high", "rate_runs", "inits", "runs", "reached_runs", "best_acc", "status", "run_id"]
     if min_rate is not None:
         cols += ["rate_nnz", "rate_ratio"]
-    search = sparsest_search(df, target, min_rate, confidence)
-    front = method_frontier(df, target, min_rate, confidence)
+    inputs = _inputs(inputs, df, target, confidence, min_rate)
+    search, front = inputs.search, inputs.frontier
     rate_bound = (search[["widths", "rate_nnz"]].rename(columns={"rate_nnz": "search_nnz"})
                   if min_rate is not None else None)
     rows = []
@@ -549,8 +657,9 @@ def headline(df: pd.DataFrame, target: float, methods=None, min_rate: float | No
 
 # -- effective sparsity ----------------------------------------------------------------------
 def with_mask_counts(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose missing ``weight_nnz``/``effective_nnz``/``dead_units`` are computed from the masks."""
-    df = _normalise(df)
+    """A normalised copy whose missing ``weight_nnz``/``effective_nnz``/``dead_units`` are computed
+    from the masks."""
+    df = df.copy() if is_normalised(df) else _normalise(df)
     need = df[["weight_nnz", "effective_nnz", "dead_units"]].isna().any(axis=1) & df["mask_bits"].notna()
     for i in df.index[need]:
         counts = mask_counts(row_masks(df.loc[i]))
@@ -586,15 +695,16 @@ def effective_sparsity(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- curves ----------------------------------------------------------------------------------
-def overparam_curve(df: pd.DataFrame, target: float) -> pd.DataFrame:
+def overparam_curve(df: pd.DataFrame, target: float, *, inputs: TargetInputs | None = None) -> pd.DataFrame:
     """Smallest nnz reaching ``target`` against the starting width of the pruned network.
 
     One row per (method, widths) of the pruner runs: ``start_width`` (the widest hidden layer;
     the hidden width of a uniform MLP), ``dense_nnz`` (weights before pruning), ``nnz``
     (fewest weight nnz reaching the target, NaN if never), ``effective_nnz`` and the search
-    bound ``search_nnz``. Sorted by method and width.
+    bound ``search_nnz``. Sorted by method and width. ``inputs``: the :class:`TargetInputs` of
+    the same frame and target (confidence 0.95; any min_rate), to share.
     """
-    front = method_frontier(df, target)
+    front = _inputs(inputs, df, target).frontier
     cols = ["method", "widths", "start_width", "dense_nnz", "nnz", "effective_nnz", "search_nnz", "runs"]
     if front.empty:
         return pd.DataFrame(columns=cols)
@@ -610,7 +720,7 @@ def overparam_curve(df: pd.DataFrame, target: float) -> pd.DataFrame:
 def accuracy_vs_nnz(df: pd.DataFrame) -> pd.DataFrame:
     """One point per non-diverged run: ``kind``, ``method``, ``widths``, ``weight_nnz``,
     ``effective_nnz``, ``train_acc`` (the scatter of the Pareto plot)."""
-    df = _normalise(df)
+    df = normalised(df)
     df = df[~df["diverged"] & df["train_acc"].notna() & df["weight_nnz"].notna()]
     cols = ["run_id", "kind", "method", "widths", "target_nnz", "weight_nnz", "effective_nnz", "train_acc"]
     return df[cols].reset_index(drop=True)
@@ -645,7 +755,8 @@ def search_frontier(df: pd.DataFrame) -> pd.DataFrame:
     return pareto_front(pts[pts["kind"] == SEARCH_KIND])
 
 
-def mask_overlap(df: pd.DataFrame, target: float, exact_max_width: int = EXACT_MAX_WIDTH) -> pd.DataFrame:
+def mask_overlap(df: pd.DataFrame, target: float, exact_max_width: int = EXACT_MAX_WIDTH, *,
+                 inputs: TargetInputs | None = None) -> pd.DataFrame:
     """Overlap of every pruner run reaching ``target`` with the search's sparsest masks.
 
     A run's mask is compacted (:func:`compact_masks`: only its effective weights, units that
@@ -655,16 +766,19 @@ def mask_overlap(df: pd.DataFrame, target: float, exact_max_width: int = EXACT_M
     the search nnz; ``same_orbit`` is True when the run's effective mask *is* a sparsest mask up
     to hidden-unit symmetry (decided exactly: by the overlap, or by the search's canonical form
     beyond ``exact_max_width``); ``exact`` is False when ``shared`` is the heuristic lower bound.
+    ``inputs``: the :class:`TargetInputs` of the same frame and target (confidence 0.95; any
+    min_rate), to share.
     """
     cols = ["run_id", "method", "widths", "weight_nnz", "effective_nnz", "search_nnz", "shared",
             "shared_frac", "same_orbit", "exact"]
-    rows = _prune_rows(df, target)
+    inputs = _inputs(inputs, df, target)
+    rows = inputs.prune_rows
     rows = rows[rows["_ok"] & rows["mask_bits"].notna()]
-    search = sparsest_search(df, target)
+    search = inputs.search
     if rows.empty or search["search_nnz"].isna().all():
         return pd.DataFrame(columns=cols)
-    srows = _normalise(df)
-    srows = srows[(srows["kind"] == SEARCH_KIND) & reached(srows, target) & srows["mask_bits"].notna()]
+    srows = inputs.search_rows
+    srows = srows[srows["_ok"] & srows["mask_bits"].notna()]
     sparsest = {}
     for _, s in search.dropna(subset=["search_nnz"]).iterrows():
         level = srows[has_widths(srows, s["widths"]) & (srows["weight_nnz"] == s["search_nnz"])]
@@ -754,7 +868,7 @@ def best_run(df: pd.DataFrame, method: str, target: float, widths=None) -> pd.Se
     Fewest weight nnz, then highest accuracy, then smallest run id; optionally only rows of
     ``widths``. Raises :class:`ResultsError` when no such run reached the target.
     """
-    df = _normalise(df)
+    df = normalised(df)
     if method in (SEARCH_LABEL, "mask"):
         rows = df[df["kind"] == SEARCH_KIND]
     else:
