@@ -259,7 +259,7 @@ def test_compact_masks_drops_dead_units_and_inactive_weights():
     assert sum(int(x.sum()) for x in c) == mask_counts(m)["effective_nnz"]
 
 
-def test_mask_overlap_table(df, rows):
+def test_overlap_with_sparsest_table(df, rows):
     rng = np.random.default_rng(3)
     perm = permute_hidden(MASK_A, [rng.permutation(3) for _ in range(3)])
     wide = permute_hidden(S.pad_masks(MASK_A, W16), [rng.permutation(16) for _ in range(3)])
@@ -267,7 +267,7 @@ def test_mask_overlap_table(df, rows):
              row("prune", "wide", W16, wide, 0.97, target_nnz=20),
              row("prune", "fail", W3, perm, 0.5, target_nnz=20)]
     both = pd.concat([df, A._normalise(pd.DataFrame(extra))], ignore_index=True)
-    o = A.mask_overlap(both, TARGET).set_index("method")
+    o = A.overlap_with_sparsest(both, TARGET).set_index("method")
     eff = sum(int(m.sum()) for m in S.compact_masks(MASK_A))
     for method in ("perm", "wide"):
         assert o.loc[method, "same_orbit"] and o.loc[method, "shared"] == eff and o.loc[method, "exact"]
@@ -275,7 +275,7 @@ def test_mask_overlap_table(df, rows):
     assert "fail" not in o.index and "random" not in o.index   # only runs that reached the target
     imp = o.loc[["imp"]]
     assert len(imp) == 5 and not imp["same_orbit"].any()
-    s = A.overlap_summary(A.mask_overlap(both, TARGET)).set_index("method")
+    s = A.overlap_summary(A.overlap_with_sparsest(both, TARGET)).set_index("method")
     assert s.loc["perm", "same_orbit_runs"] == 1 and s.loc["perm", "max_shared_frac"] == eff / 20
 
 
@@ -291,12 +291,15 @@ def test_normalised_once_and_kept(df, rows):
 
 def test_target_inputs_are_shared_and_checked(df):
     inputs = A.TargetInputs(df, TARGET, 0.5)
-    pd.testing.assert_frame_equal(A.headline(df, TARGET, min_rate=0.5, inputs=inputs), A.headline(df, TARGET, min_rate=0.5))
-    pd.testing.assert_frame_equal(A.mask_overlap(df, TARGET, inputs=inputs), A.mask_overlap(df, TARGET))   # any min_rate
+    pd.testing.assert_frame_equal(A.headline(df, TARGET, min_rate=0.5, inputs=inputs),
+                                  A.headline(df, TARGET, min_rate=0.5))
+    pd.testing.assert_frame_equal(A.overlap_with_sparsest(df, TARGET, inputs=inputs),   # of any min_rate
+                                  A.overlap_with_sparsest(df, TARGET))
     pd.testing.assert_frame_equal(A.overparam_curve(df, TARGET, inputs=inputs), A.overparam_curve(df, TARGET))
     search = A.sparsest_search(df, TARGET, 0.5, inputs=inputs)
     search["search_nnz"] = -1.0                                     # a copy: the shared table is untouched
-    pd.testing.assert_frame_equal(A.sparsest_search(df, TARGET, 0.5, inputs=inputs), A.sparsest_search(df, TARGET, 0.5))
+    pd.testing.assert_frame_equal(A.sparsest_search(df, TARGET, 0.5, inputs=inputs),
+                                  A.sparsest_search(df, TARGET, 0.5))
     for bad in (lambda: A.headline(df, 0.99, min_rate=0.5, inputs=inputs),
                 lambda: A.sparsest_search(df, TARGET, inputs=inputs),             # another min_rate
                 lambda: A.method_frontier(df, TARGET, 0.5, confidence=0.9, inputs=inputs),

@@ -131,13 +131,15 @@ def _tables_each_alone(df, target, methods, min_rate):
     """:func:`audit.audit_tables` as each table computes it alone: no shared inputs, every table
     normalising the frame as given."""
     A = audit.A
-    levels, success, overlap = A.level_success(df, target), A.success_rates(df, target), A.mask_overlap(df, target)
+    levels, success = A.level_success(df, target), A.success_rates(df, target)
+    overlap = A.overlap_with_sparsest(df, target)
     return {"headline": A.headline(df, target, methods, min_rate), "search": A.sparsest_search(df, target, min_rate),
             "levels": levels, "dense": A.smallest_dense(df, target),
             "frontier": A.method_frontier(df, target, min_rate), "success": success,
             "by_nnz": audit.success_by_nnz(levels, success),
             "effective": A.effective_sparsity(df[df["kind"] == A.PRUNE_KIND]),
-            "overparam": A.overparam_curve(df, target), "overlap": overlap, "overlap_summary": A.overlap_summary(overlap)}
+            "overparam": A.overparam_curve(df, target), "overlap": overlap,
+            "overlap_summary": A.overlap_summary(overlap)}
 
 
 @pytest.mark.parametrize("which", ["store", "success_store"])

@@ -43,7 +43,7 @@ def audit_tables(df: pd.DataFrame, target: float, methods=None,
     """
     df = A.normalised(df)
     inputs = A.TargetInputs(df, target, min_rate)
-    overlap = A.mask_overlap(df, target, inputs=inputs)
+    overlap = A.overlap_with_sparsest(df, target, inputs=inputs)
     levels = A.level_success(df, target, inputs=inputs)
     success = A.success_rates(df, target, inputs=inputs)
     return {

@@ -755,8 +755,8 @@ def search_frontier(df: pd.DataFrame) -> pd.DataFrame:
     return pareto_front(pts[pts["kind"] == SEARCH_KIND])
 
 
-def mask_overlap(df: pd.DataFrame, target: float, exact_max_width: int = EXACT_MAX_WIDTH, *,
-                 inputs: TargetInputs | None = None) -> pd.DataFrame:
+def overlap_with_sparsest(df: pd.DataFrame, target: float, exact_max_width: int = EXACT_MAX_WIDTH, *,
+                          inputs: TargetInputs | None = None) -> pd.DataFrame:
     """Overlap of every pruner run reaching ``target`` with the search's sparsest masks.
 
     A run's mask is compacted (:func:`compact_masks`: only its effective weights, units that
