@@ -248,7 +248,8 @@ def test_trainer_counts_by_correct_predictions(loss):
     with torch.no_grad():   # logits: x (bce) or (x, -x, 0) (ce)
         net[0].weight.copy_(torch.tensor([[1.0]]) if loss == "bce" else torch.tensor([[1.0], [-1.0], [0.0]]))
         net[0].bias.zero_()
-    y = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]) if loss == "bce" else torch.tensor([0, 1, 0, 0, 0, 1, 2, 1])
+    y = (torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]) if loss == "bce"
+         else torch.tensor([0, 1, 0, 0, 0, 1, 2, 1]))
     tr = Trainer(net, prunable_layers(net), x, y, [TrainConfig(epochs=1, batch_size=4, seed=0)], loss=loss)
     acc, _ = tr.evaluate(x, y, chunk=3)
     with torch.no_grad():
