@@ -64,24 +64,21 @@ class LRRConfig(CyclesConfig):
             raise ValueError("lrr keeps the weights: rewind must be lr and rewind_step 0")
 
 
-@register
-class IMP(Method):
-    name = "imp"
-    Config = IMPConfig
-    procedure = "cycles"
+class _ByMagnitude(Method):
+    """Scores every weight by its magnitude |w| (IMP, LRR, GMP differ only in their procedure)."""
 
     def scores(self, ctx):
         return _magnitudes(ctx)
 
 
 @register
-class LRR(Method):
-    name = "lrr"
-    Config = LRRConfig
-    procedure = "cycles"
+class IMP(_ByMagnitude):
+    name, Config, procedure = "imp", IMPConfig, "cycles"
 
-    def scores(self, ctx):
-        return _magnitudes(ctx)
+
+@register
+class LRR(_ByMagnitude):
+    name, Config, procedure = "lrr", LRRConfig, "cycles"
 
 
 @dataclass(frozen=True)
@@ -90,13 +87,8 @@ class GMPConfig(GradualConfig):
 
 
 @register
-class GMP(Method):
-    name = "gmp"
-    Config = GMPConfig
-    procedure = "gradual"
-
-    def scores(self, ctx):
-        return _magnitudes(ctx)
+class GMP(_ByMagnitude):
+    name, Config, procedure = "gmp", GMPConfig, "gradual"
 
 
 # -- random ----------------------------------------------------------------------------------
@@ -115,9 +107,7 @@ class RandomConfig(AtInitConfig):
 
 @register
 class RandomPruning(Method):
-    name = "random"
-    Config = RandomConfig
-    procedure = "at_init"
+    name, Config, procedure = "random", RandomConfig, "at_init"
 
     def scores(self, ctx):
         out = []
@@ -148,9 +138,7 @@ class SNIPConfig(AtInitConfig):
 
 @register
 class SNIP(Method):
-    name = "snip"
-    Config = SNIPConfig
-    procedure = "at_init"
+    name, Config, procedure = "snip", SNIPConfig, "at_init"
 
     def scores(self, ctx):
         x, y = ctx.batch(self.config.score_batch)
@@ -173,9 +161,7 @@ class GraSPConfig(SNIPConfig):
 
 @register
 class GraSP(Method):
-    name = "grasp"
-    Config = GraSPConfig
-    procedure = "at_init"
+    name, Config, procedure = "grasp", GraSPConfig, "at_init"
 
     def scores(self, ctx):
         x, y = ctx.batch(self.config.score_batch)
@@ -201,9 +187,7 @@ class SynFlowConfig(AtInitConfig):
 
 @register
 class SynFlow(Method):
-    name = "synflow"
-    Config = SynFlowConfig
-    procedure = "at_init"
+    name, Config, procedure = "synflow", SynFlowConfig, "at_init"
 
     def scores(self, ctx):
         model = ctx.model

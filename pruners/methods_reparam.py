@@ -382,18 +382,14 @@ class Pilot(_PilotTraining, ReparamMethod):
 class ImpPilot(_PilotTraining, ReparamMethod):
     """PILoT inside IMP: rounds prune ``|m * w|`` globally, then rewind the factors to PILoT's init."""
 
-    name = "imp+pilot"
-    Config = ImpPilotConfig
-    procedure = "cycles"
+    name, Config, procedure = "imp+pilot", ImpPilotConfig, "cycles"
 
 
 @register
 class LrrPilot(_PilotTraining, ReparamMethod):
     """PILoT inside LRR: rounds prune ``|m * w|``; factors and momentum are kept."""
 
-    name = "lrr+pilot"
-    Config = LrrPilotConfig
-    procedure = "cycles"
+    name, Config, procedure = "lrr+pilot", LrrPilotConfig, "cycles"
 
 
 @register

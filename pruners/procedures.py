@@ -56,10 +56,15 @@ def _check(ctx: PruneContext) -> None:
         raise AssertionError(f"budget missed: weight nnz {got.tolist()} != targets {want.tolist()}")
 
 
-def prune_at_init(method: Method, ctx: PruneContext) -> None:
-    cfg = method.config
+def _begin(method: Method, ctx: PruneContext):
+    """The start every procedure shares: the method's setup hook, then (config, trainer, prunable
+    weights N, per-replica budgets F)."""
     method.setup(ctx)
-    N, F = ctx.prunable_numel(), ctx.budgets().numpy()
+    return method.config, ctx.trainer, ctx.prunable_numel(), ctx.budgets().numpy()
+
+
+def prune_at_init(method: Method, ctx: PruneContext) -> None:
+    cfg, _, N, F = _begin(method, ctx)
     counts = schedules.exponential(N, F, cfg.rounds) if cfg.rounds > 1 else schedules.one_shot(N, F)
     for k, c in enumerate(counts):
         ctx.round = k
@@ -70,9 +75,7 @@ def prune_at_init(method: Method, ctx: PruneContext) -> None:
 
 
 def prune_in_cycles(method: Method, ctx: PruneContext) -> None:
-    cfg, tr = method.config, ctx.trainer
-    method.setup(ctx)
-    N, F = ctx.prunable_numel(), ctx.budgets().numpy()
+    cfg, tr, N, F = _begin(method, ctx)
     counts = schedules.exponential(N, F, cfg.cycles) if cfg.cycles else schedules.geometric(N, F, cfg.rate)
     rewind_state = tr.snapshot() if cfg.rewind == "init" or (cfg.rewind == "step" and cfg.rewind_step == 0) else None
     start = tr.step_counter
@@ -98,9 +101,7 @@ def prune_in_cycles(method: Method, ctx: PruneContext) -> None:
 
 
 def prune_gradually(method: Method, ctx: PruneContext) -> None:
-    cfg, tr = method.config, ctx.trainer
-    method.setup(ctx)
-    N, F = ctx.prunable_numel(), ctx.budgets().numpy()
+    cfg, tr, N, F = _begin(method, ctx)
     total = tr.epochs * tr.steps_per_epoch
     counts = schedules.cubic(N, F, cfg.prune_steps)
     at = {}
@@ -123,11 +124,10 @@ def prune_gradually(method: Method, ctx: PruneContext) -> None:
 
 
 def prune_after_training(method: Method, ctx: PruneContext) -> None:
-    cfg, tr = method.config, ctx.trainer
-    method.setup(ctx)
+    cfg, tr, _, F = _begin(method, ctx)
     _train(method, ctx)
     method.finalize(ctx)
-    _prune(method, ctx, ctx.budgets().numpy())
+    _prune(method, ctx, F)
     _check(ctx)
     if cfg.finetune_epochs:
         tr.reset_optimizer()

@@ -44,25 +44,22 @@ def csv(kind=str, choices=None, minimum=None):
     return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _number(kind, ok, what: str):
+    """argparse type: one ``kind`` value for which ``ok`` holds (``what`` names it in errors)."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{v:g} is not {what}")
+        return v
+    parse.__name__ = what
+    return parse
 
 
-def accuracy(text: str) -> float:
-    """argparse type: an accuracy in (0, 1]."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy in (0, 1]")
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"{v:g} is not an accuracy in (0, 1]")
-    return v
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+accuracy = _number(float, lambda v: 0 < v <= 1, "an accuracy in (0, 1]")
 
 
 def add_target(p, *, many: bool = False, text: str = "train accuracy to reach"):

@@ -27,10 +27,7 @@ def add_parser(sub):
                        ("depth", "hidden layers")):
         default = default_of(phases.search_widths, name)
         w.add_argument("--" + name.replace("_", "-"), type=positive_int, default=default, help=f"{text} (default {default})")
-    _add_grid(w)
-    _add_data(w)
-    add_common(w)
-    w.set_defaults(func=_run_widths)
+    _add_sweep(w, _run_widths)
 
     m = ss.add_parser("masks", help="phase 2: every mask of given widths, sparsest first")
     m.add_argument("--widths", type=_widths, required=True, help="hidden widths, e.g. 3,3,3")
@@ -51,10 +48,7 @@ def add_parser(sub):
     m.add_argument("--min-rate", type=accuracy, metavar="Q",
                    help="also find the sparsest nnz with a mask reaching the target in a share >= Q of its inits "
                         "(at its best grid point); the search goes on until it is found")
-    _add_grid(m)
-    _add_data(m)
-    add_common(m)
-    m.set_defaults(func=_run_masks)
+    _add_sweep(m, _run_masks)
 
     e = ss.add_parser("enumerate", help="write the masks of given widths and count them per nnz level")
     e.add_argument("--widths", type=_widths, required=True, help="all widths, e.g. 2,3,3,3,1")
@@ -80,6 +74,14 @@ def add_parser(sub):
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--widths", type=_widths, default=(2, 16, 16, 16, 1), help="all widths (default 2,16,16,16,1)")
     i.set_defaults(func=_run_init)
+
+
+def _add_sweep(p, func):
+    """The flags a search phase shares (target, grid, data, store and workers), and its function."""
+    _add_grid(p)
+    _add_data(p)
+    add_common(p)
+    p.set_defaults(func=func)
 
 
 def _add_data(p):
