@@ -530,3 +530,20 @@ def test_headline_rates(succ):
     sn = h.loc["snip"]
     assert (sn["rate"], sn["rate_nnz"], sn["rate_ratio"]) == (1.0, 22, pytest.approx(1.1))
     assert h.loc["dwf", "status"] == A.NO_RUNS and math.isnan(h.loc["dwf", "rate"])
+
+
+def test_tables_never_pool_data_sets(df):
+    other = df.copy()
+    other["dataset_id"] = "another"
+    other["run_id"] = other["run_id"] + "-b"
+    both = pd.concat([df, other], ignore_index=True)
+    with pytest.raises(A.ResultsError, match="never pool"):
+        A.headline(both, 0.95)
+    groups = A.by_dataset(both)
+    assert len(groups) == 2
+    alone = A.headline(df, 0.95).reset_index(drop=True)
+    ids = [c for c in alone.columns if "run_id" in c]
+    assert ids  # the headline names its runs: the copies' ids carry the suffix
+    for part in groups.values():
+        pd.testing.assert_frame_equal(A.headline(part, 0.95).reset_index(drop=True).drop(columns=ids),
+                                      alone.drop(columns=ids))

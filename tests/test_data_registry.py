@@ -104,7 +104,19 @@ def test_circles_end_to_end(tmp_path, capsys):
                  "--out", store, *TINY]) == 0
     assert len(ResultStore(store).load()) == len(df)
     capsys.readouterr()
-    assert main(["audit", store, "--out", str(tmp_path / "audit"), "--no-figures", "--target", "0.5"]) in (0, 2)
+    assert main(["audit", store, "--out", str(tmp_path / "audit"), "--no-figures", "--target", "0.5"]) == 0
+    report = (tmp_path / "audit" / "report.md").read_text()
+    assert "Cubist Spiral audit" in report and circles.id in report
+    # beside a spiral store the audit never pools the two: one report per data set
+    spiral = str(tmp_path / "spiral")
+    assert main(["prune", "--method", "gmp", "--widths", "3,3,3", "--nnz", "12", "--out", spiral, *TINY]) == 0
+    assert main(["audit", store, spiral, "--out", str(tmp_path / "both"), "--no-figures", "--target", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert f"Data set circles ({circles.id})" in printed and "Data set spiral (27765ddb7b7d1ddf)" in printed
+    index = (tmp_path / "both" / "report.md").read_text()
+    assert "one report per data set" in index
+    for label in (f"circles-{circles.id}", "spiral-27765ddb7b7d1ddf"):
+        assert (tmp_path / "both" / label / "report.md").exists() and label in index
     run = df[df["kind"] == "prune"].iloc[0]["run_id"]
     assert main(["plot", store, "--run-id", run, "--out", str(tmp_path / "p.png"), "--what", "regions"]) == 0
     assert (tmp_path / "p.png").stat().st_size > 0

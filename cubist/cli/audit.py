@@ -110,8 +110,9 @@ def _run(args):
             raise CubistError("give at least one RESULTS directory (or --quick)")
         report = run_audit(args.results, args.target, args.out, methods=args.methods,
                            figures=not args.no_figures, formats=args.formats, min_rate=args.min_rate)
-    for t, tables in report["tables"].items():
-        print(f"Target {t:g}: fewest nonzero weights reaching it; {RATE} at that nnz "
+    for key, tables in report["tables"].items():
+        label, t = key if isinstance(key, tuple) else (None, key)
+        print((f"Data set {label}. " if label else "") + f"Target {t:g}: fewest nonzero weights reaching it; {RATE} at that nnz "
               f"(best grid point, 95% interval); rate_nnz: fewest nnz with rate >= {args.min_rate:g}")
         head = report_view("headline", tables)
         cols = ["rank", "method", "widths", "nnz", "effective_nnz", "ratio", RATE, "inits", "rate_nnz", "status"]

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cubist.stats import DEFAULT_TARGET
+from cubist.store import write_atomically
 from cubist.version import __version__
 
 from . import tables as A
@@ -459,6 +460,9 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
     """
     df = A.normalised(df)
     targets = [float(t) for t in targets]
+    groups = A.by_dataset(df)
+    if len(groups) > 1:
+        return _report_per_dataset(groups, targets, out_dir, methods, sources, figures, formats, min_rate)
     for t in targets:
         check_reached(df, t)
     os.makedirs(out_dir, exist_ok=True)
@@ -472,10 +476,45 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
     for name, text in (("report.md", render_markdown(prov, per_target)),
                        ("report.html", render_html(prov, per_target))):
         path = os.path.join(out_dir, name)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        _write_text(path, text)
         files.append(path)
     return {"tables": {t: tab for t, (tab, _, _) in per_target.items()}, "files": files}
+
+
+def _report_per_dataset(groups: dict, targets, out_dir, methods, sources, figures, formats, min_rate) -> dict:
+    """One report per data set, each in its own folder of ``out_dir``, and an index linking them;
+    the tables are keyed ``(data set label, target)``."""
+    for part in groups.values():
+        for t in targets:
+            check_reached(part, t)
+    os.makedirs(out_dir, exist_ok=True)
+    out, index = {"tables": {}, "files": []}, []
+    for label, part in groups.items():
+        folder = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")
+        sub = write_report(part, targets, os.path.join(out_dir, folder), methods, sources, figures, formats, min_rate)
+        out["tables"].update({(label, t): tab for t, tab in sub["tables"].items()})
+        out["files"] += sub["files"]
+        index.append((label, folder, len(part)))
+    md = ["# Cubist audit: one report per data set", "",
+          "The tables never pool data sets: each data set has its own report.", ""]
+    md += [f"- [{label}]({folder}/report.md): {n} runs" for label, folder, n in index]
+    body = "".join(f'<li><a href="{folder}/report.html">{html.escape(label)}</a>: {n} runs</li>'
+                   for label, folder, n in index)
+    pages = {"report.md": "\n".join(md) + "\n",
+             "report.html": f"<!doctype html><meta charset='utf-8'><title>Cubist audit</title>"
+                            f"<h1>Cubist audit: one report per data set</h1><ul>{body}</ul>"}
+    for name, text in pages.items():
+        path = os.path.join(out_dir, name)
+        _write_text(path, text)
+        out["files"].append(path)
+    return out
+
+
+def _write_text(path: str, text: str) -> None:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    write_atomically(path, write)
 
 
 def run_audit(results, targets=(DEFAULT_TARGET,), out_dir: str = DEFAULT_OUT, methods=None, figures: bool = True,

@@ -182,6 +182,35 @@ def _kind_rows(df: pd.DataFrame, kind: str, target: float) -> pd.DataFrame:
 _ANY = object()   # a table whose values do not depend on min_rate takes inputs of any min_rate
 
 
+def dataset_label(rows: pd.DataFrame) -> str:
+    """``name (dataset_id)`` of the data set of ``rows`` (the name from the rows' configuration)."""
+    from cubist.data import DataConfig
+    did = rows["dataset_id"].dropna().iloc[0] if rows["dataset_id"].notna().any() else "unknown"
+    first = rows.iloc[0]
+    name = DataConfig.of_row(first).name if isinstance(first.get("config"), str) else "spiral"
+    return f"{name} ({did})"
+
+
+def by_dataset(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The rows of each data set (``dataset_id``), keyed by :func:`dataset_label`, in id order;
+    rows without an id form one group. The tables never pool two data sets."""
+    ids = df["dataset_id"].fillna("") if "dataset_id" in df.columns else pd.Series("", index=df.index)
+    groups = {}
+    for did in sorted(ids.unique()):
+        part = df[ids == did]
+        part.attrs = dict(df.attrs)
+        groups[dataset_label(part)] = part
+    return groups
+
+
+def check_one_dataset(df: pd.DataFrame) -> None:
+    """Raise :class:`ResultsError` when ``df`` holds rows of more than one data set."""
+    if "dataset_id" in df.columns and df["dataset_id"].dropna().nunique() > 1:
+        ids = ", ".join(sorted(df["dataset_id"].dropna().unique()))
+        raise ResultsError(f"rows of {df['dataset_id'].dropna().nunique()} data sets ({ids}): tables never pool "
+                           f"data sets; split them with by_dataset")
+
+
 class TargetInputs:
     """What the tables of one target share, each computed once, when first needed.
 
@@ -195,6 +224,7 @@ class TargetInputs:
     """
 
     def __init__(self, df: pd.DataFrame, target: float, min_rate: float | None = None, confidence: float = 0.95):
+        check_one_dataset(df)
         self.df, self.target, self.min_rate, self.confidence = df, target, min_rate, confidence
 
     @cached_property
