@@ -15,7 +15,7 @@ _EXPORTS = {
     "data": ("DATASETS", "DataConfig", "DataSpec", "Dataset", "dataset_id", "register_dataset"),
     "stats": ("reached_target", "wilson_interval"),
     "masks": ("bias_masks", "dead_units", "effective_masks", "mask_counts"),
-    "model": ("MaskedMLP", "init_params", "run_init_seed"),
+    "model": ("MaskedMLP", "init_weights", "run_init_seed"),
     "train": ("TrainConfig", "TrainResult", "epoch_permutation", "evaluate", "lr_at", "train_reference"),
     "store": ("ResultStore", "StoreWriter", "make_row", "row_masks", "row_weights", "run_id"),
 }

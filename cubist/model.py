@@ -41,7 +41,7 @@ def run_init_seed(*identity) -> int:
     """The seed of a run's own random init, derived from what the run is (63 bits).
 
     The paper runs every configuration in its own unseeded process, so every run starts from its
-    own random init. Here a run's init is drawn by :func:`init_params` from this seed, a hash of
+    own random init. Here a run's init is drawn by :func:`init_weights` from this seed, a hash of
     the run's identity (e.g. ``("mask", widths, mask key, lr, schedule, k)``): two runs differ in
     init exactly when they differ in identity, whatever chunk, job or backend trains them, and a
     row that records the seed redraws its init. ``identity`` must be JSON-serialisable.
@@ -58,7 +58,7 @@ def _plain(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def init_params(widths, init_width: int | None = 16, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def init_weights(widths, init_width: int | None = 16, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Weights and biases (float32, CPU) of a sub-network cut from a wider default init.
 
     Hidden layer ``l`` of the wide network has ``max(init_width, d_l)`` units (``init_width=None``:
@@ -82,7 +82,7 @@ class MaskedMLP(nn.Module):
 
     ``masks``: one 0/1 array per layer shaped like its weight (``None``: dense).
     ``params``: explicit ``[(weight, bias), ...]`` (e.g. a saved width-16 init), sliced to
-    ``widths`` when larger; otherwise drawn by :func:`init_params` from ``seed``.
+    ``widths`` when larger; otherwise drawn by :func:`init_weights` from ``seed``.
     """
 
     def __init__(self, widths=DEFAULT_WIDTHS, masks=None, *, init_width: int | None = 16, seed: int = 0,
@@ -92,7 +92,7 @@ class MaskedMLP(nn.Module):
         self.init_width = init_width
         self.seed = seed
         if params is None:
-            params = init_params(self.widths, init_width, seed)
+            params = init_weights(self.widths, init_width, seed)
         self.layers = nn.ModuleList()
         for l, (w, b) in enumerate(params):
             lin = nn.Linear(self.widths[l], self.widths[l + 1])
@@ -156,7 +156,7 @@ class MaskedMLP(nn.Module):
                 x = torch.relu(x)
         return x.squeeze(-1) if self.widths[-1] == 1 else x
 
-    def params_numpy(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    def weights_numpy(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Masked weights and biases as float32 numpy arrays."""
         with torch.no_grad():
             return [((lin.weight * self.weight_mask(l)).cpu().numpy().copy(),

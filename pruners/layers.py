@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from cubist.masks import bias_masks
-from cubist.model import check_widths, init_params
+from cubist.model import check_widths, init_weights
 
 
 class BatchedLinear(nn.Module):
@@ -75,12 +75,12 @@ class BatchedMLP(nn.Module):
 
     @classmethod
     def from_seeds(cls, widths, seeds, init_width: int | None = 16) -> "BatchedMLP":
-        """Replica ``r`` initialised by :func:`cubist.model.init_params` ``(widths, init_width, seeds[r])``."""
+        """Replica ``r`` initialised by :func:`cubist.model.init_weights` ``(widths, init_width, seeds[r])``."""
         model = cls(widths, len(seeds))
         cache = {}
         for r, s in enumerate(seeds):
             if s not in cache:
-                cache[s] = init_params(model.widths, init_width, int(s))
+                cache[s] = init_weights(model.widths, init_width, int(s))
             model.load_replica(r, cache[s])
         return model
 

@@ -1,7 +1,7 @@
 """The spiral pruning sweep: every target x lr x schedule x seed, R runs trained as one model.
 
 Each run follows the paper's protocol (Zhang & Papyan, ICML 2024; :mod:`cubist.train`): its own
-random init, :func:`cubist.model.init_params` ``(widths, 16, init_seed)`` (sub-networks cut from
+random init, :func:`cubist.model.init_weights` ``(widths, 16, init_seed)`` (sub-networks cut from
 the width-16 default init) with ``init_seed`` = :func:`cubist.model.run_init_seed` of the run's
 identity (method and its hyper-parameters, widths, budget, lr, schedule, seed index ``k``), so no
 two runs share an init, whatever chunk trains them; the seed also drives the method's own
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cubist.masks import mask_counts
+from cubist.masks import dense_weight_count, mask_counts
 from cubist.model import RANDOM_INIT, check_widths, run_init_seed
 from cubist.data import DEFAULT_DATA, HELDOUT_KINDS, DataConfig, Dataset, dataset_id
 from cubist.store import ResultStore, StoreWriter, make_row, run_id
@@ -89,11 +89,12 @@ class SweepConfig:
         data_config(self)  # validates the data set, its recipe and held-out kind
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}; choose from {', '.join(ENGINES)}")
-        total = sum(a * b for a, b in zip(self.widths, self.widths[1:]))
+        total = dense_weight_count(self.widths)
         bad = [f for f in self.nnz if not 1 <= f <= total]
         if bad:
             raise ValueError(f"targets {bad} outside [1, {total}] (weights of widths {self.widths})")
-        mcfg = self.method_config()  # validates the method and its parameters
+        mcfg = self._typed_method_config()  # validates the method and its parameters
+        object.__setattr__(self, "_method_config", mcfg)
         dense = sum(self.layer_weights()) - sum(mcfg.pruned(self.layer_weights()))
         low = [f for f in self.nnz if f <= dense]
         if low:
@@ -101,6 +102,10 @@ class SweepConfig:
                              f"holds {dense} (prunable=hidden)")
 
     def method_config(self) -> MethodConfig:
+        """The method's typed config (built once, when the sweep config is)."""
+        return self._method_config
+
+    def _typed_method_config(self) -> MethodConfig:
         cls = get_method(self.method)
         known = {f.name for f in dataclasses.fields(cls.Config)}
         unknown = set(self.method_params) - known
@@ -222,8 +227,8 @@ def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.de
     if cfg.engine == "single":
         if len(runs) != 1:
             raise ValueError("the single engine runs one run at a time")
-        from cubist.model import init_params
-        model = plain_mlp(cfg.widths, init_params(cfg.widths, cfg.init_width, init_seeds[0]))
+        from cubist.model import init_weights
+        model = plain_mlp(cfg.widths, init_weights(cfg.widths, cfg.init_width, init_seeds[0]))
     else:
         model = BatchedMLP.from_seeds(cfg.widths, init_seeds, cfg.init_width)
     model.to(device)

@@ -6,7 +6,7 @@ on a grid of learning rates, schedules and seeds. :func:`train_masks` trains ``R
 in one call and is, model by model, the reference trainer :func:`cubist.train.train_reference`
 on a :class:`cubist.model.MaskedMLP` with the same init, mask and seed, up to float32 rounding:
 
-- init: ``cubist.model.init_params(widths, init_width, init_seed)`` per model (the search gives
+- init: ``cubist.model.init_weights(widths, init_width, init_seed)`` per model (the search gives
   every run its own ``init_seed``; default: the data-order seed), or a fixed ``init``;
   bias masks by :func:`cubist.masks.bias_masks`; masked weights and biases are exactly zero
   and stay so (no work is done for them);
@@ -46,7 +46,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from cubist.masks import bias_masks
-from cubist.model import check_widths, init_params
+from cubist.model import check_widths, init_weights
 from cubist.train import SCHEDULES, epoch_permutation, lr_at
 
 # fastmath without nnan/ninf: reassociation lets LLVM vectorise the reductions over the batch,
@@ -874,7 +874,7 @@ def _initial_params(widths, R, seeds, init, init_width):
         for r, s in enumerate(seeds):
             by_seed.setdefault(s, []).append(r)
         for s, rs in by_seed.items():
-            for l, (w, b) in enumerate(init_params(widths, init_width, s)):
+            for l, (w, b) in enumerate(init_weights(widths, init_width, s)):
                 out[l][0][rs] = w.numpy()
                 out[l][1][rs] = b.numpy()
         return out
@@ -976,7 +976,7 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
     ``masks``: per layer a bool array ``(R, out, in)`` (or ``(out, in)``, shared by all models).
     ``lrs``, ``schedules`` (cosine | step | constant), ``seeds``: one value or one per model.
     ``init``: a fixed ``[(W, b), ...]`` (2-D, shared; or 3-D, per model; sliced to ``widths``)
-    instead of ``init_params(widths, init_width, seed)``. ``threads``: numba threads (default all).
+    instead of ``init_weights(widths, init_width, seed)``. ``threads``: numba threads (default all).
     ``progress``: None, True (a tqdm bar) or ``callable(epochs_done, epochs_total)``, called every
     (up to 10) epochs of each block of seeds (``epochs_total`` = epochs x blocks).
     ``group_size``: most models a thread trains in lockstep on one batch.

@@ -103,7 +103,7 @@ class Adaptive:
 class FixedInit:
     """A saved initialisation (e.g. of the width-16 network) shared by every run."""
 
-    params: list  # [(W, b), ...] float32 numpy, at least as wide as the searched widths
+    weights: list  # [(W, b), ...] float32 numpy, at least as wide as the searched widths
     id: str
 
     @classmethod
@@ -115,21 +115,21 @@ class FixedInit:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ValueError(f"cannot read init checkpoint {path}: {first}") from None
         try:
-            params = [(np.asarray(w, dtype=np.float32), np.asarray(b, dtype=np.float32)) for w, b in obj["params"]]
+            weights = [(np.asarray(w, dtype=np.float32), np.asarray(b, dtype=np.float32)) for w, b in obj["params"]]
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{path} is not an init checkpoint (expected {{'params': [(W, b), ...]}})") from None
         h = hashlib.sha256()
-        for w, b in params:
+        for w, b in weights:
             h.update(w.tobytes())
             h.update(b.tobytes())
-        return cls(params, h.hexdigest()[:16])
+        return cls(weights, h.hexdigest()[:16])
 
     def sliced(self, widths) -> list:
-        if len(self.params) != len(widths) - 1:
-            raise ValueError(f"init checkpoint has {len(self.params)} layers, widths {tuple(widths)} "
+        if len(self.weights) != len(widths) - 1:
+            raise ValueError(f"init checkpoint has {len(self.weights)} layers, widths {tuple(widths)} "
                              f"need {len(widths) - 1}")
         out = []
-        for l, (w, b) in enumerate(self.params):
+        for l, (w, b) in enumerate(self.weights):
             if w.shape[0] < widths[l + 1] or w.shape[1] < widths[l]:
                 raise ValueError(f"init checkpoint layer {l} {w.shape} is narrower than widths {tuple(widths)}")
             out.append((w[: widths[l + 1], : widths[l]], b[: widths[l + 1]]))
@@ -140,9 +140,9 @@ def save_init(path: str, widths=(2, 16, 16, 16, 1), seed: int = 0, init_width: i
     """Save the default init of ``widths`` drawn from ``seed`` for ``--init-checkpoint``."""
     import torch
 
-    from cubist.model import init_params
-    params = init_params(widths, init_width, seed)
-    torch.save({"widths": list(widths), "seed": seed, "params": params}, path)
+    from cubist.model import init_weights
+    weights = init_weights(widths, init_width, seed)
+    torch.save({"widths": list(widths), "seed": seed, "params": weights}, path)
 
 
 # -- one chunk of models ---------------------------------------------------------------------
@@ -612,7 +612,7 @@ def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | Non
 
     The question it answers about a pruned network: is its *mask* enough to reach the target, or
     does it need the weights pruning left it with (rewound, or trained on through cycles)? Run
-    (lr, schedule, k) of ``grid`` starts from its own init, ``init_params(widths, init_width,
+    (lr, schedule, k) of ``grid`` starts from its own init, ``init_weights(widths, init_width,
     search_init_seed(widths, mask key, lr, schedule, k))``: the init the search gives that mask
     at that grid point, so a search row is reproduced exactly. Returns a DataFrame, one row per
     run: ``lr``, ``schedule``, ``seed``, ``init_seed``, ``train_acc``, ``heldout_acc``,

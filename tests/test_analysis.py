@@ -331,7 +331,7 @@ def test_select_and_best_run(df, rows):
 def test_model_from_row_reproduces_weights(df):
     r = df.iloc[0]
     model = A.model_from_row(r)
-    for (w, b), (w0, b0) in zip(model.params_numpy(), A.row_weights(r)):
+    for (w, b), (w0, b0) in zip(model.weights_numpy(), A.row_weights(r)):
         np.testing.assert_array_equal(w, w0)
         np.testing.assert_array_equal(b, b0)
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cubist.masks import bias_masks
-from cubist.model import MaskedMLP, init_params
+from cubist.model import MaskedMLP, init_weights
 from cubist.spiral import make_heldout, make_spiral
 from cubist.train import TrainConfig, evaluate, train_reference
 from search import engine
@@ -68,12 +68,12 @@ def reference(widths, masks, r, X, y, lr, schedule, seed, epochs, params=None):
 
 def max_weight_error(model, res, r):
     return max(max(np.abs(W - res.weights[l][0][r]).max(), np.abs(b - res.weights[l][1][r]).max())
-               for l, (W, b) in enumerate(model.params_numpy()))
+               for l, (W, b) in enumerate(model.weights_numpy()))
 
 
 # -- kernels against a plain PyTorch step ------------------------------------------------------
 def pack_one(widths, masks, seed, B):
-    params = [(w.numpy()[None], b.numpy()[None]) for w, b in init_params(widths, 16, seed)]
+    params = [(w.numpy()[None], b.numpy()[None]) for w, b in init_weights(widths, 16, seed)]
     return engine._pack(widths, [m[None] for m in masks], params, B)
 
 
@@ -128,7 +128,7 @@ def test_step_kernel_matches_torch(widths, dead):
         opt.step()
         model.apply_masks_()
     p.b = b.reshape(1, U)
-    for (W, bias), (We, be) in zip(model.params_numpy(), engine._unpack(p)):
+    for (W, bias), (We, be) in zip(model.weights_numpy(), engine._unpack(p)):
         np.testing.assert_allclose(We[0], W, atol=1e-6)
         np.testing.assert_allclose(be[0], bias, atol=1e-6)
 
@@ -250,7 +250,7 @@ def test_models_trained_together_equal_models_trained_alone(subset):
 
 def test_fixed_init_matches_reference(subset):
     X, y = subset
-    wide = init_params((2, 16, 16, 16, 1), 16, seed=42)
+    wide = init_weights((2, 16, 16, 16, 1), 16, seed=42)
     widths = (2, 3, 3, 3, 1)
     masks = random_masks(widths, 2, np.random.default_rng(8))
     init = [(w.numpy(), b.numpy()) for w, b in wide]

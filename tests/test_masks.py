@@ -73,8 +73,8 @@ def test_pack_roundtrip():
 
 
 def test_init_scale_and_nesting():
-    small = cubist.init_params((2, 3, 3, 3, 1), init_width=16, seed=5)
-    wide = cubist.init_params((2, 16, 16, 16, 1), init_width=16, seed=5)
+    small = cubist.init_weights((2, 3, 3, 3, 1), init_width=16, seed=5)
+    wide = cubist.init_weights((2, 16, 16, 16, 1), init_width=16, seed=5)
     for (ws, bs), (ww, bw) in zip(small, wide):
         assert torch.equal(ws, ww[: ws.shape[0], : ws.shape[1]])
         assert torch.equal(bs, bw[: bs.shape[0]])
@@ -83,7 +83,7 @@ def test_init_scale_and_nesting():
         bound = 1 / np.sqrt(fan_in)
         assert w.abs().max() <= bound and b.abs().max() <= bound
         assert w.abs().max() > 0.8 * bound  # uses the range
-    own = cubist.init_params((2, 3, 3, 3, 1), init_width=None, seed=5)
+    own = cubist.init_weights((2, 3, 3, 3, 1), init_width=None, seed=5)
     assert own[1][0].abs().max() <= 1 / np.sqrt(3) and own[1][0].abs().max() > 1 / np.sqrt(16)
 
 
@@ -110,7 +110,7 @@ def test_masked_mlp_masks_biases_and_forward():
     # forward equals a plain computation with the masked parameters
     x = torch.randn(7, 2)
     h = x
-    for l, (w, b) in enumerate(m.params_numpy()):
+    for l, (w, b) in enumerate(m.weights_numpy()):
         h = h @ torch.as_tensor(w).T + torch.as_tensor(b)
         if l < 3:
             h = torch.relu(h)

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from cubist.model import init_params
+from cubist.model import init_weights
 from cubist.train import TrainConfig
 from pruners import (METHODS, AfterTrainingConfig, AtInitConfig, CyclesConfig, GradualConfig, Method, PruneContext,
                      get_method, load_methods, register)
@@ -193,7 +193,7 @@ def test_before_train_not_called_once_a_plain_run_stopped():
             ctx.trainer.diverged[:] = True  # as when its parameters became non-finite
 
     X, y = spiral_subset(64)
-    model = plain_mlp(WIDTHS, init_params(WIDTHS, 16, 3))
+    model = plain_mlp(WIDTHS, init_weights(WIDTHS, 16, 3))
     layers = prunable_layers(model)
     tr = Trainer(model, layers, X, y, [TrainConfig(lr=0.1, epochs=2, seed=0)])
     m = Stops(CyclesConfig(rate=0.6))

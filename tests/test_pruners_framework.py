@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cubist.model import init_params
+from cubist.model import init_weights
 from cubist.train import TrainConfig
 from pruners import density, schedules
 from pruners.layers import BatchedMLP, check_bias_rule, plain_mlp, prunable_layers
@@ -140,13 +140,13 @@ def test_batched_mlp_matches_plain_forward():
     x = torch.randn(5, 2)
     out = model(x)
     for r, s in enumerate(seeds):
-        ref = plain_mlp(WIDTHS, init_params(WIDTHS, 16, s))(x).squeeze(-1)
+        ref = plain_mlp(WIDTHS, init_weights(WIDTHS, 16, s))(x).squeeze(-1)
         assert torch.allclose(out[r], ref, atol=1e-6)
 
 
 def test_masked_weights_stay_zero_under_momentum_and_decay():
     X, y = spiral_subset(25)
-    for model in (BatchedMLP.from_seeds(WIDTHS, [0, 1]), plain_mlp(WIDTHS, init_params(WIDTHS, 16, 0))):
+    for model in (BatchedMLP.from_seeds(WIDTHS, [0, 1]), plain_mlp(WIDTHS, init_weights(WIDTHS, 16, 0))):
         layers = prunable_layers(model)
         R = layers[0].R
         g = torch.Generator().manual_seed(0)
@@ -180,7 +180,7 @@ def test_replica_sgd_equals_torch_sgd_per_run():
     seeds, lrs = [0, 1, 2], [0.05, 0.1, 0.2]
     model = BatchedMLP.from_seeds(WIDTHS, seeds)
     opt = ReplicaSGD(model.parameters(), 3, momentum=0.9, weight_decay=5e-4)
-    plains = [plain_mlp(WIDTHS, init_params(WIDTHS, 16, s)) for s in seeds]
+    plains = [plain_mlp(WIDTHS, init_weights(WIDTHS, 16, s)) for s in seeds]
     popts = [torch.optim.SGD(p.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4) for p, lr in zip(plains, lrs)]
     g = torch.Generator().manual_seed(1)
     lr_t = torch.tensor(lrs)
@@ -225,7 +225,7 @@ def test_batched_trainer_equals_reference_trainer():
     for r, cfg in enumerate(cfgs):
         ref = MaskedMLP(WIDTHS, masks[r], seed=cfg.seed)
         train_reference(ref, X, y, cfg, device="cpu")
-        for (w, b), (wr, br) in zip(model.replica_params(r), ref.params_numpy()):
+        for (w, b), (wr, br) in zip(model.replica_params(r), ref.weights_numpy()):
             assert np.allclose(w, wr, atol=1e-5) and np.allclose(b, br, atol=1e-5)
 
 

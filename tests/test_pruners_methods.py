@@ -216,10 +216,10 @@ def test_synflow_batched_equals_plain():
     m = method("synflow", rounds=1)
     ctx = mlp_ctx(m, [40, 40], seeds=[0, 1])
     batched = m.scores(ctx)
-    from cubist.model import init_params
+    from cubist.model import init_weights
     from pruners.layers import plain_mlp
     for r, seed in enumerate([0, 1]):
-        net = plain_mlp(WIDTHS, init_params(WIDTHS, 16, seed))
+        net = plain_mlp(WIDTHS, init_weights(WIDTHS, 16, seed))
         layers = prunable_layers(net)
         tr = Trainer(net, layers, torch.zeros(8, 2), torch.zeros(8), [TrainConfig(epochs=1, batch_size=4, seed=seed)])
         c = PruneContext(net, tr, layers, [40], m.config, seeds=[seed], method_name="synflow", input_shape=(2,))
@@ -296,10 +296,10 @@ def test_imp_fixed_cycles_mixes_targets_in_one_chunk():
 
 
 def test_grasp_and_snip_scores_match_explicit_hessian():
-    from cubist.model import init_params
+    from cubist.model import init_weights
     from pruners.layers import plain_mlp
     widths = (2, 3, 1)
-    params = init_params(widths, None, 4)
+    params = init_weights(widths, None, 4)
     net = plain_mlp(widths, params)
     layers = prunable_layers(net)
     X, y = spiral_subset(50)

@@ -283,7 +283,7 @@ def test_pilot_epoch_updates_and_absolute_k(spiral_small):
 @pytest.mark.parametrize("name", METHODS)
 def test_batched_equals_single(name, spiral_small):
     """Replica 1 of a batched run equals the same run on a plain MLP (its own init and randomness)."""
-    from cubist.model import init_params
+    from cubist.model import init_weights
     from pruners.layers import plain_mlp
     from pruners.train import Trainer
     X, y = spiral_small
@@ -291,7 +291,7 @@ def test_batched_equals_single(name, spiral_small):
     cls = get_method(name)
     out = []
     for model, seeds, targets in ((BatchedMLP.from_seeds(widths, [0, 1]), [0, 1], [30, 45]),
-                                  (plain_mlp(widths, init_params(widths, 16, 1)), [1], [45])):
+                                  (plain_mlp(widths, init_weights(widths, 16, 1)), [1], [45])):
         layers = prunable_layers(model)
         tr = Trainer(model, layers, X, y, [TrainConfig(lr=0.05, epochs=1, batch_size=64, seed=s) for s in seeds])
         method = cls(cls.Config())

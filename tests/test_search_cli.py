@@ -34,7 +34,7 @@ def test_init_checkpoint_roundtrip(tmp_path):
     assert main(["search", "init", "--out", str(path), "--seed", "3"]) == 0
     init = FixedInit.load(str(path))
     import cubist
-    ref = cubist.init_params((2, 16, 16, 16, 1), 16, 3)
+    ref = cubist.init_weights((2, 16, 16, 16, 1), 16, 3)
     sliced = init.sliced((2, 3, 3, 3, 1))
     for (w, b), (rw, rb) in zip(sliced, ref):
         assert (w == rw.numpy()[:w.shape[0], :w.shape[1]]).all() and (b == rb.numpy()[:b.shape[0]]).all()

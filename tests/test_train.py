@@ -64,7 +64,7 @@ def test_reference_equals_plain_loop(spiral, widths, schedule, lr, density):
     rng = np.random.default_rng(0)
     masks = [rng.random((widths[l + 1], widths[l])) < density for l in range(len(widths) - 1)]
     masks[0][:, 0] = True
-    params = cubist.init_params(widths, 16, seed=3)
+    params = cubist.init_weights(widths, 16, seed=3)
     model = cubist.MaskedMLP(widths, masks, seed=3)
     cfg = cubist.TrainConfig(lr=lr, schedule=schedule, epochs=2, seed=7)
     res = cubist.train_reference(model, X, y, cfg, device="cpu")

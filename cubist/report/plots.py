@@ -237,7 +237,7 @@ def plot_switch_lines(model, ax, X=None, y=None, extent: float = EXTENT, regions
         sel = y == c
         ax.scatter(X[sel, 0], X[sel, 1], s=0.2, c=CLASS_COLOURS[c], linewidths=0, rasterized=True, alpha=0.4)
     colours = _pyplot().get_cmap("tab10")
-    for k, line in enumerate(switch_lines(model.masks(), model.params_numpy(), extent)):
+    for k, line in enumerate(switch_lines(model.masks(), model.weights_numpy(), extent)):
         colour = colours(k % 10) if line["effective"] else INACTIVE
         (a, b_) = line["ends"]
         ax.plot([a[0], b_[0]], [a[1], b_[1]], color=colour, lw=1.5, ls="-" if line["effective"] else "--",
@@ -289,7 +289,7 @@ def plot_runs(rows, what=WHAT, X=None, y=None, panel_inches: float = 4.0, dpi: i
             if kind == "regions":
                 plot_regions(model, ax, Xr, yr)
             elif kind == "network":
-                plot_network(model.masks(), model.params_numpy(), ax)
+                plot_network(model.masks(), model.weights_numpy(), ax)
             else:
                 plot_switch_lines(model, ax, Xr, yr)
         axes[0][c].set_title(run_title(row), fontsize=8)
