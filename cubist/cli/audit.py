@@ -77,7 +77,8 @@ def add_parser(sub):
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report directory (default {DEFAULT_OUT})")
     p.add_argument("--methods", type=csv(), metavar="M[,M...]",
                    help="methods expected in the headline (missing ones are listed as 'no runs')")
-    p.add_argument("--formats", type=csv(str, choices=("png", "svg")), default=["png", "svg"],
+    formats = default_of(run_audit, "formats")
+    p.add_argument("--formats", type=csv(str, choices=formats), default=list(formats),
                    help="figure formats (default png,svg)")
     p.add_argument("--min-rate", type=float, default=DEFAULT_MIN_RATE, metavar="Q",
                    help="a mask or pruning budget reaches the target reliably when its best grid point "
@@ -89,8 +90,9 @@ def add_parser(sub):
     epochs = default_of(run_quick_audit, "epochs")
     p.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs per run for --quick (default {epochs})")
     p.add_argument("--quiet", action="store_true", help="--quick: no progress bars")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="--quick: where torch runs")
-    p.add_argument("--jobs", type=positive_int, default=1, help="--quick: parallel workers / threads (default 1)")
+    device, jobs = default_of(run_quick_audit, "device"), default_of(run_quick_audit, "jobs")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=device, help="--quick: where torch runs")
+    p.add_argument("--jobs", type=positive_int, default=jobs, help=f"--quick: parallel workers / threads (default {jobs})")
     p.set_defaults(func=_run)
 
 

@@ -44,7 +44,7 @@ def csv(kind=str, choices=None, minimum=None):
     return parse
 
 
-def _number(kind, ok, what: str):
+def number(kind, ok, what: str):
     """argparse type: one ``kind`` value for which ``ok`` holds (``what`` names it in errors)."""
     def parse(text: str):
         try:
@@ -58,8 +58,8 @@ def _number(kind, ok, what: str):
     return parse
 
 
-positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-accuracy = _number(float, lambda v: 0 < v <= 1, "an accuracy in (0, 1]")
+positive_int = number(int, lambda v: v >= 1, "a positive integer")
+accuracy = number(float, lambda v: 0 < v <= 1, "an accuracy in (0, 1]")
 
 
 def add_target(p, *, many: bool = False, text: str = "train accuracy to reach"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from cubist.report.plots import FORMATS, WHAT, output_paths, plot_runs, save_figure
 
-from .common import DEFAULT_STORE, CubistError, add_target, check_writable_file, command_help, csv
+from .common import DEFAULT_STORE, CubistError, add_target, check_writable_file, command_help, csv, default_of, number
 
 
 def add_parser(sub):
@@ -25,7 +25,9 @@ def add_parser(sub):
                    help="write FILE's stem in each of these formats")
     p.add_argument("--what", type=csv(str, choices=WHAT), default=list(WHAT), metavar="regions,network,lines",
                    help="pictures per run (default all)")
-    p.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100; 400 pixels per panel)")
+    dpi = default_of(plot_runs, "dpi")
+    p.add_argument("--dpi", type=number(int, lambda v: 10 <= v <= 1000, "a resolution in 10..1000 dpi"), default=dpi,
+                   help=f"PNG resolution (default {dpi}; {int(4 * dpi)} pixels per panel)")
     p.set_defaults(func=_run_plot)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .common import (CubistError, accuracy, add_common, add_target, check_writable_file, command_help, config_flags,
-                     config_from_args, csv, default_of, field_argument, positive_int)
+                     config_from_args, csv, default_of, field_argument, number, positive_int)
 
 
 def _widths(text: str):
@@ -18,6 +18,7 @@ def _add_grid(p, **defaults):
 
 def add_parser(sub):
     from search import phases
+    from search.enumerate import count_masks
     p = sub.add_parser("search", help=command_help("search"),
                        description="The paper's combinatorial search with the numba engine.")
     ss = p.add_subparsers(dest="search_command", metavar="PHASE", required=True, parser_class=type(p))
@@ -52,7 +53,7 @@ def add_parser(sub):
 
     e = ss.add_parser("enumerate", help="write the masks of given widths and count them per nnz level")
     e.add_argument("--widths", type=_widths, required=True, help="all widths, e.g. 2,3,3,3,1")
-    e.add_argument("--symmetry", choices=["orbits", "labelled"], default="orbits")
+    e.add_argument("--symmetry", choices=["orbits", "labelled"], default=default_of(count_masks, "symmetry"))
     e.add_argument("--out", metavar="FILE", help="Parquet file of masks (default: only count)")
     e.set_defaults(func=_run_enumerate)
 
@@ -71,8 +72,11 @@ def add_parser(sub):
 
     i = ss.add_parser("init", help="save a width-16 initialisation for --init-checkpoint")
     i.add_argument("--out", required=True, metavar="FILE")
-    i.add_argument("--seed", type=int, default=0)
-    i.add_argument("--widths", type=_widths, default=(2, 16, 16, 16, 1), help="all widths (default 2,16,16,16,1)")
+    seed, widths = default_of(phases.save_init, "seed"), default_of(phases.save_init, "widths")
+    i.add_argument("--seed", type=number(int, lambda v: v >= 0, "a seed >= 0"), default=seed,
+                   help=f"seed of the init (default {seed})")
+    i.add_argument("--widths", type=_widths, default=widths,
+                   help=f"all widths (default {','.join(map(str, widths))})")
     i.set_defaults(func=_run_init)
 
 
