@@ -547,3 +547,43 @@ def test_tables_never_pool_data_sets(df):
     for part in groups.values():
         pd.testing.assert_frame_equal(A.headline(part, 0.95).reset_index(drop=True).drop(columns=ids),
                                       alone.drop(columns=ids))
+
+
+# -- what was tried --------------------------------------------------------------------------
+def test_best_accuracy(df, rows):
+    """Whatever the target: runs, levels tried and the best non-diverged accuracy, search first."""
+    t = A.best_accuracy(df)
+    assert list(zip(t["method"], t["widths"])) == [
+        ("search", (2, 2, 2, 2, 1)), ("search", W3), ("imp", W3), ("imp", W16), ("random", W3), ("snip", W3)]
+    s = {(m, w): r for m, w, (_, r) in zip(t["method"], t["widths"], t.iterrows())}
+    search = s[("search", W3)]
+    # the 0.99 at 18 nnz diverged: the best is F's 0.99 at 25; at the sparsest level (18) E's 0.94
+    assert (search["runs"], search["diverged_runs"], search["levels"]) == (7, 1, 3)
+    assert (search["fewest_nnz"], search["most_nnz"], search["best_acc"], search["best_nnz"]) == (18, 25, 0.99, 25)
+    assert search["best_at_fewest"] == 0.94
+    assert search["run_id"] == _id(rows, kind="search_masks", train_acc=0.99, diverged=False)
+    imp = s[("imp", W3)]
+    assert (imp["runs"], imp["levels"], imp["fewest_nnz"], imp["most_nnz"], imp["best_acc"], imp["best_nnz"],
+            imp["best_at_fewest"]) == (5, 3, 21, 24, 0.96, 24, 0.90)
+    rnd = s[("random", W3)]
+    assert (rnd["diverged_runs"], rnd["best_acc"], rnd["best_nnz"]) == (1, 0.90, 24)   # not the diverged 0.99
+    dense = A.best_accuracy(pd.DataFrame(success_dense_rows()))
+    assert list(dense["method"]) == ["dense", "dense"] and list(dense["best_acc"]) == [0.90, 0.97]
+    diverged = A.best_accuracy(pd.DataFrame([row("prune", "gmp", W3, random_mask(W3, 20, 1), 0.99, target_nnz=20,
+                                                 diverged=True)]))
+    d = diverged.iloc[0]
+    assert d["runs"] == 1 and math.isnan(d["best_acc"]) and d["run_id"] is None
+    assert A.best_accuracy(df.iloc[:0]).empty
+
+
+def test_tables_when_nobody_reached(df):
+    """No run reached the target: every table is built, without raising, with its never markers."""
+    h = A.headline(df, 0.9999, methods=["dwf"], min_rate=0.5)
+    assert set(h["status"]) == {A.NEVER, A.NO_RUNS} and h["nnz"].isna().all() and h["rank"].isna().all()
+    s = A.sparsest_search(df, 0.9999, min_rate=0.5)
+    assert s["search_nnz"].isna().all() and s["rate_nnz"].isna().all() and (s["masks_reaching"] == 0).all()
+    f = A.method_frontier(df, 0.9999, min_rate=0.5)
+    assert (f["reached_runs"] == 0).all() and f["ratio"].isna().all() and f["rate_level"].isna().all()
+    assert A.overlap_with_sparsest(df, 0.9999).empty and A.overparam_curve(df, 0.9999)["nnz"].isna().all()
+    assert (A.success_rates(df, 0.9999)["reached_runs"] == 0).all()
+    assert (A.level_success(df, 0.9999)["masks_reaching"] == 0).all()

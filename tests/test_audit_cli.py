@@ -78,10 +78,119 @@ def test_audit_empty_dir(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def _unreached_lines(printed):
+    return [ln for ln in printed.splitlines() if "no run reached" in ln]
+
+
 def test_audit_target_never_reached(store, tmp_path, capsys):
+    """A target no run reached is reported, not an error: exit 0, the report says so."""
     path, _ = store
-    assert main(["audit", str(path), "--target", "0.999", "--out", str(tmp_path / "o")]) == 2
-    _one_line_error(capsys, "no run reached train accuracy 0.999")
+    out = tmp_path / "o"
+    assert main(["audit", str(path), "--target", "0.999", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert _unreached_lines(captured.out) == [
+        "Target 0.999: no run reached 0.999: the sparsest search level and each method's best accuracy are listed "
+        "instead (best run: 0.9900, search 2-3-3-3-1 at 25 nnz, of 18 runs)"]
+    assert "best_at_fewest" in captured.out and "wrote" in captured.out
+    md = (out / "report.md").read_text()
+    top = md.split("## Target 0.999", 1)[1]
+    assert top.lstrip().startswith("**No run reached 0.999: the sparsest search level")
+    assert "### What was tried (no run reached the target)" in md
+    # the search's sparsest level (18) and its best accuracy (0.99 at 25; the 0.99 at 18 diverged)
+    assert "| search | 2-3-3-3-1 | 7 | 1 | 3 | 18 | 25 | 0.9900 | 25 | 0.9400 |" in md
+    assert "| random | 2-3-3-3-1 | 2 | 1 | 2 | 24 | 26 | 0.9000 | 24 | 0.9000 |" in md
+    assert "never reached" in md and "_(none: no run reached 0.999)_" in md
+    assert "not drawn: no pruned run and no search reached 0.999" in md
+    assert (out / "pareto-0_999.png").exists()                  # drawn, with the target line
+    assert not list(out.glob("overparam-*")) and not list(out.glob("best-*"))   # nothing reached: no bound, no run
+    html = (out / "report.html").read_text()
+    assert "<p class='unreached'><strong>No run reached 0.999" in html and "What was tried" in html
+
+
+def test_audit_unreached_beside_reached(store, tmp_path, capsys):
+    """--target 0.95,0.999: the 0.95 report is whole, the 0.999 section is marked unreached."""
+    path, _ = store
+    out = tmp_path / "o"
+    assert main(["audit", str(path), "--target", "0.95,0.999", "--out", str(out), "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert len(_unreached_lines(printed)) == 1 and "no run reached 0.999" in _unreached_lines(printed)[0]
+    assert "Target 0.95: fewest nonzero weights reaching it" in printed
+    md = (out / "report.md").read_text()
+    reached, unreached = md.split("## Target 0.95", 1)[1].split("## Target 0.999")
+    assert "| 3 | snip | 2-3-3-3-1 | 22 |" in reached and "No run reached" not in reached
+    assert "What was tried" not in reached
+    assert unreached.lstrip().startswith("**No run reached 0.999") and "What was tried" in unreached
+    report = audit.write_report(audit.A.load_results(path), [0.95, 0.999], str(tmp_path / "lib"), figures=False)
+    assert report["unreached"] == [0.999] and set(report["tables"]) == {0.95, 0.999}
+    alone = audit.write_report(audit.A.load_results(path), [0.95], str(tmp_path / "alone"), figures=False)
+    for key, table in alone["tables"][0.95].items():   # the unreached target changes nothing of the other
+        pd.testing.assert_frame_equal(report["tables"][0.95][key], table, obj=key)
+
+
+def test_audit_all_unreached(store, tmp_path, capsys):
+    path, _ = store
+    out = tmp_path / "o"
+    assert main(["audit", str(path), "--target", "0.995,0.999", "--out", str(out), "--formats", "png"]) == 0
+    lines = _unreached_lines(capsys.readouterr().out)
+    assert [ln.split(":")[0] for ln in lines] == ["Target 0.995", "Target 0.999"]
+    md = (out / "report.md").read_text()
+    assert md.count("**No run reached") == 2 and "## Target 0.995" in md and "## Target 0.999" in md
+    assert (out / "report.html").exists() and (out / "pareto-0_995.png").exists()
+
+
+def test_audit_all_diverged(tmp_path, capsys):
+    path = tmp_path / "store"
+    write_store(path, grid_runs("search_masks", "mask", W3, MASK_S, 0.05, "cosine", 3, 0, diverged=3))
+    assert main(["audit", str(path), "--out", str(tmp_path / "o"), "--no-figures"]) == 0
+    assert _unreached_lines(capsys.readouterr().out)[0].endswith("listed instead (all 3 runs diverged)")
+    assert "**No run reached 0.95" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_audit_per_dataset_one_unreached(store, tmp_path, capsys):
+    """Two data sets, one reaching 0.95 and one not: both reports, the second marked, exit 0."""
+    path, _ = store
+    df = audit.A.load_results(path)
+    other = df.assign(dataset_id="another", run_id=df["run_id"] + "-b", train_acc=df["train_acc"] * 0.8)
+    both = pd.concat([df, other], ignore_index=True)
+    out = tmp_path / "o"
+    report = audit.write_report(both, [0.95], str(out), figures=False)
+    labels = {label: t for label, t in report["tables"]}
+    assert len(labels) == 2
+    (missed,) = [label for label in labels if "another" in label]
+    assert report["unreached"] == [(missed, 0.95)]
+    index = (out / "report.md").read_text()
+    assert "another" in index and "; no run reached 0.95" in index and index.count("no run reached") == 1
+    folders = {p.parent.name: p.read_text() for p in out.glob("*/report.md")}
+    assert len(folders) == 2
+    (unreached,) = [t for name, t in folders.items() if "another" in name]
+    (reached,) = [t for name, t in folders.items() if "another" not in name]
+    assert "**No run reached 0.95" in unreached and "No run reached" not in reached
+    assert "| 3 | snip | 2-3-3-3-1 | 22 |" in reached
+
+
+def test_audit_cli_per_dataset_one_unreached(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_store(a, search_rows() + prune_rows())
+    low = [dict(r, dataset_id="another", train_acc=0.5, run_id=r["run_id"] + "-b") for r in search_rows()]
+    write_store(b, low)
+    assert main(["audit", str(a), str(b), "--out", str(tmp_path / "o"), "--no-figures"]) == 0
+    lines = _unreached_lines(capsys.readouterr().out)
+    assert len(lines) == 1 and lines[0].startswith("Data set ") and "another" in lines[0]
+
+
+def test_quick_audit_unreached_keeps_runs(tmp_path, capsys, monkeypatch):
+    """--quick when nothing reached the target: the report is written and the runs are kept."""
+    import pruners
+    from search import phases
+    monkeypatch.setattr(phases, "search_masks", lambda *a, store, **k: store.write(search_rows()))
+    monkeypatch.setattr(pruners, "run_sweep", lambda cfg, store, **k: None)
+    out = tmp_path / "q"
+    assert main(["audit", "--quick", "--out", str(out), "--target", "0.999", "--quiet", "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert len(_unreached_lines(printed)) == 1
+    assert f"the runs are kept in {out / 'runs'}" in printed
+    assert "**No run reached 0.999" in (out / "report.md").read_text()
 
 
 def test_audit_bad_target_and_no_results(tmp_path, capsys):
@@ -139,7 +248,7 @@ def _tables_each_alone(df, target, methods, min_rate):
             "by_nnz": audit.success_by_nnz(levels, success),
             "effective": A.effective_sparsity(df[df["kind"] == A.PRUNE_KIND]),
             "overparam": A.overparam_curve(df, target), "overlap": overlap,
-            "overlap_summary": A.overlap_summary(overlap)}
+            "overlap_summary": A.overlap_summary(overlap), "best_accuracy": A.best_accuracy(df)}
 
 
 @pytest.mark.parametrize("which", ["store", "success_store"])
@@ -150,7 +259,7 @@ def test_audit_tables_share_inputs_identically(request, which, min_rate):
     store = request.getfixturevalue(which)
     path = store[0] if which == "store" else store
     raw = ResultStore(path).load()
-    for target in (0.95, 0.99):
+    for target in (0.999, 0.95, 0.99):   # 0.999: no run reached it
         alone = _tables_each_alone(raw, target, ["imp", "dwf"], min_rate)
         for df in (raw, audit.A.load_results(path)):
             shared = audit.audit_tables(df, target, ["imp", "dwf"], min_rate)

@@ -8,7 +8,8 @@ from cubist.masks import dense_weight_count
 from cubist.stats import DEFAULT_TARGET
 from cubist.train import TrainConfig
 from cubist.report import tables as A
-from cubist.report.audit import DEFAULT_MIN_RATE, DEFAULT_OUT, RATE, report_view, run_audit, text_table
+from cubist.report.audit import (DEFAULT_MIN_RATE, DEFAULT_OUT, RATE, report_view, run_audit, text_table,
+                                 unreached_note)
 
 from .common import CubistError, add_target, command_help, csv, default_of, positive_int
 
@@ -48,7 +49,8 @@ def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = TrainConfig.epo
        level reaches ``target`` (or every level up to ``max_nnz``) (``search.phases.search_masks``)
        on the grid ``lrs x schedules x seeds``;
     2. each pruner of ``methods`` at each of ``widths`` and budgets ``nnz`` (``pruners.run_sweep``);
-    3. :func:`run_audit` on the result store.
+    3. :func:`run_audit` on the result store (a report also when no run reached ``target``: it
+       says so, and the runs stay in ``out_dir/runs``).
 
     Fewer ``epochs`` than the paper's 50 make every number an upper bound on what 50 give.
     """
@@ -57,7 +59,8 @@ def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = TrainConfig.epo
     from cubist.store import ResultStore
     store = ResultStore(os.path.join(out_dir, "runs"))
     grid = phases.Grid(lrs=tuple(lrs), schedules=tuple(schedules), seeds=seeds, epochs=epochs)
-    log(f"quick audit: search {tuple(hidden)} up to {max_nnz} weights, {epochs} epochs")
+    upto = f"up to {max_nnz} weights" if max_nnz is not None else f"sparsest level first until one reaches {target:g}"
+    log(f"quick audit: search {tuple(hidden)} {upto}, {epochs} epochs")
     phases.search_masks(tuple(hidden), target, grid, store=store, max_nnz=max_nnz, jobs=jobs, quiet=quiet,
                         log=log if not quiet else (lambda *a, **k: None))
     for cfg in quick_sweeps(methods=methods, widths=widths, nnz=nnz, lrs=lrs, schedules=schedules, seeds=seeds,
@@ -112,13 +115,27 @@ def _run(args):
             raise CubistError("give at least one RESULTS directory (or --quick)")
         report = run_audit(args.results, args.target, args.out, methods=args.methods,
                            figures=not args.no_figures, formats=args.formats, min_rate=args.min_rate)
+    unreached = set(report.get("unreached", ()))
     for key, tables in report["tables"].items():
         label, t = key if isinstance(key, tuple) else (None, key)
-        print((f"Data set {label}. " if label else "") + f"Target {t:g}: fewest nonzero weights reaching it; {RATE} at that nnz "
+        where = f"Data set {label}. " if label else ""
+        if key in unreached:   # one line per unreached target, then what was tried
+            print(where + f"Target {t:g}: " + unreached_note(t, tables["best_accuracy"]))
+            tried = tables["best_accuracy"]
+            cols = ["method", "widths", "runs", "levels", "fewest_nnz", "most_nnz", "best_acc", "best_nnz",
+                    "best_at_fewest"]
+            print(text_table(tried[[c for c in cols if c in tried.columns]]))
+            print()
+            continue
+        print(where + f"Target {t:g}: fewest nonzero weights reaching it; {RATE} at that nnz "
               f"(best grid point, 95% interval); rate_nnz: fewest nnz with rate >= {args.min_rate:g}")
         head = report_view("headline", tables)
         cols = ["rank", "method", "widths", "nnz", "effective_nnz", "ratio", RATE, "inits", "rate_nnz", "status"]
         print(text_table(head[[c for c in cols if c in head.columns]]))
         print()
     print(f"wrote {os.path.join(args.out, 'report.md')} and {os.path.join(args.out, 'report.html')}")
+    if args.quick:
+        runs = os.path.join(args.out, "runs")
+        print(f"the runs are kept in {runs}" + (f": `cubist audit {runs} --target T` audits them at another target"
+                                                 if unreached else ""))
     return 0

@@ -4,7 +4,11 @@ Reads result stores, computes the tables of :mod:`cubist.report.tables` for each
 (the paper's 95% and 99.5%; Zhang & Papyan, "Sparsest Models Elude Pruning", ICML 2024),
 draws the Pareto plot, the over-parameterisation curve and the sparsest runs
 (:mod:`cubist.report.plots`), and writes ``report.md`` and ``report.html`` (figures linked, PNG and
-SVG side by side) into the output directory; the headline table is printed.
+SVG side by side) into the output directory; the headline table is printed. A target that no run
+reached is a finding, not an error: its section says so at the top and lists what was tried and the
+best accuracy each method and the search reached (:func:`~cubist.report.tables.best_accuracy`);
+the tables that need a reaching run show their ``never reached`` markers or are empty, and the
+figures that need one are left out.
 
 :func:`audit_tables`, :func:`write_report` and :func:`run_audit` are the library entry
 points; :func:`run_quick_audit` is the small end-to-end audit behind ``--quick``.
@@ -16,6 +20,7 @@ import math
 import os
 import re
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -59,6 +64,7 @@ def audit_tables(df: pd.DataFrame, target: float, methods=None,
         "overparam": A.overparam_curve(df, target, inputs=inputs),
         "overlap": overlap,
         "overlap_summary": A.overlap_summary(overlap),
+        "best_accuracy": A.best_accuracy(df),
     }
 
 
@@ -96,13 +102,24 @@ def success_by_nnz(levels: pd.DataFrame, success: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="_o").reset_index(drop=True)
 
 
-def check_reached(df: pd.DataFrame, target: float) -> None:
-    """Raise :class:`~cubist.report.tables.ResultsError` when no run reached ``target``."""
-    ok = A.reached(df, target)
-    if not ok.any():
-        live = df.loc[~df["diverged"].astype(bool), "train_acc"]
-        best = f"; the best run has {live.max():.4f}" if live.notna().any() else ""
-        raise A.ResultsError(f"no run reached train accuracy {target}{best}")
+def target_reached(df: pd.DataFrame, target: float) -> bool:
+    """Whether some run of ``df`` (of any kind) reached ``target``."""
+    return bool(A.reached(df, target).any())
+
+
+def unreached_note(target: float, tried: pd.DataFrame) -> str:
+    """The one line saying that no run reached ``target``, with the best run there is
+    (``tried``: :func:`~cubist.report.tables.best_accuracy`)."""
+    text = (f"no run reached {target:g}: the sparsest search level and each method's best accuracy are "
+            f"listed instead")
+    live = tried.dropna(subset=["best_acc"]) if len(tried) else tried
+    if len(live):
+        b = live.sort_values(["best_acc", "best_nnz"], ascending=[False, True], kind="stable").iloc[0]
+        text += (f" (best run: {b['best_acc']:.4f}, {b['method']} {A.widths_label(b['widths'])} at "
+                 f"{b['best_nnz']:g} nnz, of {int(tried['runs'].sum())} runs)")
+    elif len(tried):
+        text += f" (all {int(tried['runs'].sum())} runs diverged)"
+    return text
 
 
 # -- formatting ------------------------------------------------------------------------------
@@ -129,18 +146,20 @@ def format_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: [_cell(v) for v in df[c]] for c in df.columns}, columns=list(df.columns))
 
 
-def markdown_table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame, empty: str = "none") -> str:
+    """``df`` as a Markdown table; ``_(empty)_`` without rows."""
     if df.empty:
-        return "_(none)_\n"
+        return f"_({empty})_\n"
     t = format_table(df)
     lines = ["| " + " | ".join(t.columns) + " |", "|" + "|".join("---" for _ in t.columns) + "|"]
     lines += ["| " + " | ".join(v.replace("|", "\\|") for v in r) + " |" for r in t.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
-def html_table(df: pd.DataFrame) -> str:
+def html_table(df: pd.DataFrame, empty: str = "none") -> str:
+    """``df`` as an HTML table; ``(empty)`` without rows."""
     if df.empty:
-        return "<p><em>(none)</em></p>\n"
+        return f"<p><em>({html.escape(empty)})</em></p>\n"
     return format_table(df).to_html(index=False, escape=True, border=0, classes="t") + "\n"
 
 
@@ -251,9 +270,9 @@ def audit_figures(df: pd.DataFrame, tables: dict, target: float, out_dir: str, f
                       method_fronts=A.pareto_front(points[points["kind"] == A.PRUNE_KIND], by="method"))
         out["pareto"] = P.save_figure(fig, os.path.join(out_dir, f"pareto-{tag}.png"), formats)
     curve = tables["overparam"]
-    if len(curve):
+    bound = tables["search"]["search_nnz"].min() if len(tables["search"]) else np.nan
+    if len(curve) and (curve["nnz"].notna().any() or not pd.isna(bound)):   # nothing to draw when nobody reached
         fig = P.new_figure(8, 5, 100)
-        bound = tables["search"]["search_nnz"].min() if len(tables["search"]) else np.nan
         P.plot_overparam(curve, fig.add_subplot(), search_nnz=bound, styles=styles)
         out["overparam"] = P.save_figure(fig, os.path.join(out_dir, f"overparam-{tag}.png"), formats)
     rows = _best_rows(df, tables["headline"]) if best_runs else []
@@ -317,6 +336,11 @@ SECTIONS = [
      "hidden units, after keeping only each run's effective weights (`exact`: exhaustive; otherwise a "
      "lower bound). `same_orbit_runs`: runs whose effective mask *is* a sparsest mask up to symmetry."),
 ]
+UNREACHED_TITLE = "What was tried (no run reached the target)"
+UNREACHED_NOTE = ("Per searched architecture, dense architecture (phase 1) and (architecture, method): the runs, "
+                  "`levels` nnz levels tried (the search's mask sizes, a method's budgets) from `fewest_nnz` to "
+                  "`most_nnz`, the best train accuracy of a non-diverged run (`best_acc`, at `best_nnz` weights; "
+                  "`run_id`) and the best at the sparsest level tried (`best_at_fewest`).")
 FIGURE_TITLES = {"pareto": "Accuracy against nonzero weights", "overparam": "Over-parameterisation curve",
                  "best": "Sparsest runs: decision regions, network, first-layer switching lines"}
 
@@ -397,17 +421,48 @@ def _provenance(df: pd.DataFrame, sources) -> list[tuple[str, str]]:
     ]
 
 
+class TargetReport(NamedTuple):
+    """One target's part of the report: its tables, figures (name -> files), notes, and whether
+    some run reached it."""
+    tables: dict
+    figures: dict
+    notes: list
+    reached: bool = True
+
+
+def _banner(target: float, part: TargetReport) -> str | None:
+    """The note at the top of the section of a target no run reached (None when one did)."""
+    if part.reached:
+        return None
+    note = unreached_note(target, part.tables["best_accuracy"])
+    return (f"**{note[0].upper() + note[1:]}.** Tables that need a reaching run show `{A.NEVER}` or are empty; "
+            f"figures that need one are not drawn.")
+
+
+NEEDS_REACHING_RUN = {"overlap_summary"}   # tables whose rows are reaching runs: empty when nobody reached
+
+
+def _empty_text(key: str, target: float, part: TargetReport) -> str:
+    return f"none: no run reached {target:g}" if key in NEEDS_REACHING_RUN and not part.reached else "none"
+
+
 def render_markdown(provenance, per_target: dict) -> str:
     md = ["# Cubist Spiral audit: pruning against the exact sparsest models", "",
           "Zhang & Papyan, *Sparsest Models Elude Pruning* (ICML 2024). Accuracy is train accuracy "
           "(`logit > 0`); nnz counts nonzero weights (biases apart).", ""]
     md += [f"- **{k}**: {v}" for k, v in provenance] + [""]
-    for target, (tables, figures, notes) in per_target.items():
+    for target, part in per_target.items():
+        part = TargetReport(*part)
         md += [f"## Target {target:g}", ""]
-        md += [f"- {n}" for n in notes] + [""]
+        banner = _banner(target, part)
+        if banner:
+            md += [banner, "", f"### {UNREACHED_TITLE}", "", UNREACHED_NOTE, "",
+                   markdown_table(part.tables["best_accuracy"])]
+        md += [f"- {n}" for n in part.notes] + [""]
         for key, title, note in SECTIONS:
-            md += [f"### {title}", "", note, "", markdown_table(report_view(key, tables))]
-        for name, paths in figures.items():
+            md += [f"### {title}", "", note, "",
+                   markdown_table(report_view(key, part.tables), _empty_text(key, target, part))]
+        for name, paths in part.figures.items():
             png = [p for p in paths if p.endswith(".png")] or paths
             links = " ".join(f"[{os.path.splitext(p)[1][1:]}]({os.path.basename(p)})" for p in paths)
             md += [f"### {FIGURE_TITLES[name]}", "", f"![{name}]({os.path.basename(png[0])})", "", links, ""]
@@ -417,6 +472,7 @@ def render_markdown(provenance, per_target: dict) -> str:
 def _inline_html(text: str) -> str:
     """Escape ``text`` and turn its Markdown code spans and emphasis into HTML."""
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
     return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
 
 
@@ -426,19 +482,25 @@ def render_html(provenance, per_target: dict) -> str:
              "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}"
              "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-             "img{max-width:100%;border:1px solid #eee}.note{color:#555}",
+             "img{max-width:100%;border:1px solid #eee}.note{color:#555}"
+             ".unreached{border-left:4px solid #c60;padding:0.3em 0.8em;background:#fff4e5}",
              "</style></head><body>",
              "<h1>Cubist Spiral audit: pruning against the exact sparsest models</h1>",
              "<p>Zhang &amp; Papyan, <em>Sparsest Models Elude Pruning</em> (ICML 2024). Accuracy is train "
              "accuracy (<code>logit &gt; 0</code>); nnz counts nonzero weights (biases apart).</p><ul>"]
     parts += [f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in provenance] + ["</ul>"]
-    for target, (tables, figures, notes) in per_target.items():
+    for target, part in per_target.items():
+        part = TargetReport(*part)
         parts.append(f"<h2>Target {target:g}</h2>")
-        parts += ["<ul>"] + [f"<li>{_inline_html(n)}</li>" for n in notes] + ["</ul>"]
+        banner = _banner(target, part)
+        if banner:
+            parts += [f"<p class='unreached'>{_inline_html(banner)}</p>", f"<h3>{e(UNREACHED_TITLE)}</h3>",
+                      f"<p class='note'>{_inline_html(UNREACHED_NOTE)}</p>", html_table(part.tables["best_accuracy"])]
+        parts += ["<ul>"] + [f"<li>{_inline_html(n)}</li>" for n in part.notes] + ["</ul>"]
         for key, title, note in SECTIONS:
             parts += [f"<h3>{e(title)}</h3>", f"<p class='note'>{_inline_html(note)}</p>",
-                      html_table(report_view(key, tables))]
-        for name, paths in figures.items():
+                      html_table(report_view(key, part.tables), _empty_text(key, target, part))]
+        for name, paths in part.figures.items():
             png = [p for p in paths if p.endswith(".png")] or paths
             links = " ".join(f"<a href='{e(os.path.basename(p))}'>{e(os.path.splitext(p)[1][1:])}</a>"
                              for p in paths)
@@ -455,22 +517,27 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
     ``min_rate``: the success rate over inits (at a best grid point) above which a mask or a
     budget counts as reliably reaching a target (``rate_nnz``, ``rate_level``).
 
-    Returns ``{"tables": {target: {...}}, "files": [...]}``. Raises
-    :class:`~cubist.report.tables.ResultsError` when no run reached one of the targets.
+    Every target gets its section, also one that no run reached: that section says so at the top
+    and lists what was tried (:func:`~cubist.report.tables.best_accuracy`).
+
+    Returns ``{"tables": {target: {...}}, "files": [...], "unreached": [target, ...]}`` (the
+    targets no run reached, in the order given).
     """
     df = A.normalised(df)
     targets = [float(t) for t in targets]
     groups = A.by_dataset(df)
     if len(groups) > 1:
         return _report_per_dataset(groups, targets, out_dir, methods, sources, figures, formats, min_rate)
-    for t in targets:
-        check_reached(df, t)
     os.makedirs(out_dir, exist_ok=True)
     per_target, files = {}, []
     for t in targets:
         tables = audit_tables(df, t, methods, min_rate)
+        ok = target_reached(df, t)
         figs = audit_figures(df, tables, t, out_dir, formats) if figures else {}
-        per_target[t] = (tables, figs, target_notes(df, tables, t, min_rate))
+        notes = target_notes(df, tables, t, min_rate)
+        if figures and "overparam" not in figs and len(tables["overparam"]):
+            notes.append(f"The over-parameterisation curve is not drawn: no pruned run and no search reached {t:g}.")
+        per_target[t] = TargetReport(tables, figs, notes, ok)
         files += [p for paths in figs.values() for p in paths]
     prov = _provenance(df, sources)
     for name, text in (("report.md", render_markdown(prov, per_target)),
@@ -478,28 +545,28 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
         path = os.path.join(out_dir, name)
         _write_text(path, text)
         files.append(path)
-    return {"tables": {t: tab for t, (tab, _, _) in per_target.items()}, "files": files}
+    return {"tables": {t: part.tables for t, part in per_target.items()}, "files": files,
+            "unreached": [t for t, part in per_target.items() if not part.reached]}
 
 
 def _report_per_dataset(groups: dict, targets, out_dir, methods, sources, figures, formats, min_rate) -> dict:
     """One report per data set, each in its own folder of ``out_dir``, and an index linking them;
-    the tables are keyed ``(data set label, target)``."""
-    for part in groups.values():
-        for t in targets:
-            check_reached(part, t)
+    the tables and the unreached targets are keyed ``(data set label, target)``."""
     os.makedirs(out_dir, exist_ok=True)
-    out, index = {"tables": {}, "files": []}, []
+    out, index = {"tables": {}, "files": [], "unreached": []}, []
     for label, part in groups.items():
         folder = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")
         sub = write_report(part, targets, os.path.join(out_dir, folder), methods, sources, figures, formats, min_rate)
         out["tables"].update({(label, t): tab for t, tab in sub["tables"].items()})
         out["files"] += sub["files"]
-        index.append((label, folder, len(part)))
+        out["unreached"] += [(label, t) for t in sub["unreached"]]
+        missed = ", ".join(f"{t:g}" for t in sub["unreached"])
+        index.append((label, folder, len(part), f"; no run reached {missed}" if missed else ""))
     md = ["# Cubist audit: one report per data set", "",
           "The tables never pool data sets: each data set has its own report.", ""]
-    md += [f"- [{label}]({folder}/report.md): {n} runs" for label, folder, n in index]
-    body = "".join(f'<li><a href="{folder}/report.html">{html.escape(label)}</a>: {n} runs</li>'
-                   for label, folder, n in index)
+    md += [f"- [{label}]({folder}/report.md): {n} runs{miss}" for label, folder, n, miss in index]
+    body = "".join(f'<li><a href="{folder}/report.html">{html.escape(label)}</a>: {n} runs{html.escape(miss)}</li>'
+                   for label, folder, n, miss in index)
     pages = {"report.md": "\n".join(md) + "\n",
              "report.html": f"<!doctype html><meta charset='utf-8'><title>Cubist audit</title>"
                             f"<h1>Cubist audit: one report per data set</h1><ul>{body}</ul>"}

@@ -59,7 +59,8 @@ PRUNE_GRID = ("lr", "schedule", "params")    # a grid point of a pruner sweep
 
 
 class ResultsError(ValueError):
-    """Bad analysis input (missing or empty store, unknown run id, target never reached)."""
+    """Bad analysis input (missing or empty store, unknown run id; a run asked for that never reached the
+    target). The audit never raises it for a target no run reached: it reports it."""
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -683,6 +684,48 @@ def headline(df: pd.DataFrame, target: float, methods=None, min_rate: float | No
     table["rank"] = table["nnz"].rank(method="min").astype("Int64")
     table = table.sort_values(["nnz", "_o", "method", "widths"], na_position="last", kind="stable")
     return table[cols].reset_index(drop=True)
+
+
+# -- what was tried --------------------------------------------------------------------------
+def best_accuracy(df: pd.DataFrame) -> pd.DataFrame:
+    """What was tried and the best it reached, whatever the target: one row per searched
+    architecture (``method == "search"``, phase 2), per dense architecture of phase 1 (``"dense"``)
+    and per (widths, method) of the pruners, the search first.
+
+    Columns: ``method``, ``widths``, ``runs``, ``diverged_runs``, ``levels`` (distinct nnz levels
+    tried: the search's mask sizes, a pruner's budgets), ``fewest_nnz`` and ``most_nnz`` (the
+    sparsest and densest level tried), ``best_acc`` (best train accuracy of a non-diverged run;
+    NaN when every run diverged), ``best_nnz`` (that run's weight nnz; ties: fewer nnz, then the
+    smaller run id), ``best_at_fewest`` (best accuracy at the sparsest level) and ``run_id``. The
+    audit lists it for a target that no run reached.
+    """
+    df = normalised(df)
+    check_one_dataset(df)
+    cols = ["method", "widths", "runs", "diverged_runs", "levels", "fewest_nnz", "most_nnz", "best_acc", "best_nnz",
+            "best_at_fewest", "run_id"]
+    out = []
+    for kind in (SEARCH_KIND, DENSE_KIND, PRUNE_KIND):
+        rows = _of_kind(df, kind)
+        if rows.empty:
+            continue
+        level = rows["target_nnz"].where(rows["target_nnz"].notna(), rows["weight_nnz"]) if kind == PRUNE_KIND \
+            else rows["weight_nnz"]
+        rows = rows.assign(_level=level, _acc=rows["train_acc"].where(~rows["diverged"]),
+                           _method=SEARCH_LABEL if kind == SEARCH_KIND else rows["method"].fillna(""))
+        for (m, w), g in rows.groupby(["_method", "widths"], sort=True):
+            fewest = g["_level"].min()
+            rec = {"method": m, "widths": w, "runs": len(g), "diverged_runs": int(g["diverged"].sum()),
+                   "levels": int(g["_level"].nunique()), "fewest_nnz": fewest, "most_nnz": g["_level"].max(),
+                   "best_acc": np.nan, "best_nnz": np.nan, "best_at_fewest": np.nan, "run_id": None}
+            live = g[g["_acc"].notna()]
+            if len(live):
+                best = live.sort_values(["_acc", "weight_nnz", "run_id"], ascending=[False, True, True],
+                                        na_position="last", kind="stable").iloc[0]
+                at = live.loc[live["_level"] == fewest, "_acc"]
+                rec.update(best_acc=best["_acc"], best_nnz=best["weight_nnz"], run_id=best["run_id"],
+                           best_at_fewest=at.max() if len(at) else np.nan)
+            out.append(rec)
+    return pd.DataFrame(out, columns=cols)
 
 
 # -- effective sparsity ----------------------------------------------------------------------
