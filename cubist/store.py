@@ -4,25 +4,55 @@ Every finished run is one row carrying its full configuration (and its ``run_id`
 hash of that configuration), its metrics, its mask (bits packed, with the layer shapes), its
 final weights when kept, the data set id, the engine, the package version and the wall time.
 
-Writers never clobber each other or expose partial files: a shard is written under a hidden
-temporary name (``.part-*.tmp``) in the store and renamed into place, and every shard name is
-unique. Readers (this class, ``pandas.read_parquet(dir)``, ``pyarrow.dataset``, duckdb's
-``read_parquet('dir/*.parquet')``) see only complete shards. Sweeps resume by skipping the
-run ids in :meth:`ResultStore.done`; :meth:`ResultStore.load` drops duplicate run ids (two
-workers that raced on the same run), keeping the first.
+Shards. The store's rows live in the files ``DIR/part-*.parquet`` (:data:`SHARD_GLOB`); nothing
+else in the directory is read. Other readers should use the same glob, not the bare directory
+(where a stray file breaks them): ``pd.read_parquet(sorted(glob.glob("DIR/part-*.parquet")))``,
+``pyarrow.dataset.dataset(those files)``, duckdb ``select ... from 'DIR/part-*.parquet'``.
+
+Atomic writes. Writers never clobber each other or expose partial files: a shard is written
+under a hidden temporary name (``.part-*.<host>.tmp``) in the store and renamed into place, and
+every shard name is unique. A temporary left by a killed writer is removed by the next store
+that reads the directory: at once when the name shows a writer of this host whose process is
+gone, and in any case once it is :data:`STALE_TMP_S` old (a live writer keeps its file fresh).
+
+Checksums. Every shard records, in its Parquet key-value metadata, the store format
+(``cubist.store`` = :data:`FORMAT`) and ``cubist.sha256``: :func:`content_digest` of its table, a
+SHA-256 over every column's decoded values in a canonical layout (validity, lengths, value
+bytes), independent of how Parquet or Arrow lay the data out, so any changed value shows.
+Shards written before checksums (no ``cubist.store`` key, as in the committed ``results/``) are
+accepted when they open, decode and carry exactly :data:`SCHEMA`; nothing more can be checked.
+
+Healing. The first time a :class:`ResultStore` object meets a shard it reads it whole and
+checks it. A shard that fails to open or decode or fails its checksum (*damaged*), or is not a
+shard of ours (*foreign*: another schema) is reported in one line and moved aside into
+``DIR/_quarantine/`` (:data:`QUARANTINE`; pandas and pyarrow skip ``_`` folders). Its runs are
+then simply missing, so the next resume trains them again. ``heal=False`` reports and skips
+without moving anything (``cubist store check``).
+
+One row per run. Sweeps resume by skipping the run ids in :meth:`ResultStore.done`, and
+:meth:`ResultStore.write` skips rows whose run id is already stored (or repeated in the call).
+Two writers racing on the same run can still both store it: :meth:`ResultStore.load` keeps the
+first copy, and :meth:`ResultStore.drop_duplicates` (``cubist store repair``) or
+:meth:`ResultStore.compact` leave one row per run for every reader of the glob.
 """
 from __future__ import annotations
 
-import glob
+import fnmatch
 import hashlib
 import json
 import os
+import re
+import socket
+import struct
+import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .version import __version__
@@ -186,76 +216,476 @@ def row_weights(row) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-class ResultStore:
-    """A directory of Parquet shards (``part-*.parquet``) sharing :data:`SCHEMA`."""
+# -- shards: names, checksums, checks ---------------------------------------------------------
+FORMAT = "1"                      # the store format recorded in every shard (``cubist.store``)
+FORMAT_KEY, DIGEST_KEY = b"cubist.store", b"cubist.sha256"
+SHARD_GLOB = "part-*.parquet"     # the store's shards; every other file in the directory is ignored
+QUARANTINE = "_quarantine"        # where damaged and foreign shards are moved
+STALE_TMP_S = 600.0               # a temporary this old is left by a dead writer, whoever wrote it
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:48] or "host"
+# .part-<ns>-<pid>-<hex>.parquet[.<host>].tmp (shards written before checksums name no host)
+_TMP_NAME = re.compile(r"^\.part-\d+-(?P<pid>\d+)-[0-9a-f]+\.parquet(?:\.(?P<host>[A-Za-z0-9-]+))?\.tmp$")
+# what a broken file raises while it is opened or decoded (a missing or unreadable one is re-raised)
+_BROKEN = (pa.ArrowException, OSError, ValueError, EOFError, KeyError, IndexError, TypeError, UnicodeDecodeError)
 
-    def __init__(self, path):
+
+def content_digest(table: pa.Table) -> str:
+    """SHA-256 (hex) of a table's values, independent of their physical layout.
+
+    Per column, in order: its name and type (list item names left out), then its validity bits and its values: fixed-width
+    values as little-endian bytes (nulls as zero), strings and binaries as their lengths and
+    concatenated bytes, lists as their lengths and, recursively, their flattened values. The
+    same rows give the same digest however Parquet, Arrow or a reader chunk and slice them.
+    """
+    h = hashlib.sha256(struct.pack("<q", table.num_rows))
+    for name in table.column_names:
+        column = table.column(name)
+        h.update(f"{name}:{_type_tag(column.type)}\0".encode())
+        _digest_array(h, column.combine_chunks())
+    return h.hexdigest()
+
+
+def _type_tag(t: pa.DataType) -> str:
+    """The type without the names of list items (Parquet renames them)."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{'large_' if pa.types.is_large_list(t) else ''}list<{_type_tag(t.value_type)}>"
+    return str(t)
+
+
+def _digest_array(h, arr: pa.Array) -> None:
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    h.update(struct.pack("<q", len(arr)))
+    h.update(np.packbits(valid).tobytes())
+    t = arr.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        h.update(np.asarray(pc.list_value_length(arr).fill_null(0), dtype="<i8").tobytes())
+        _digest_array(h, arr.flatten())          # flatten skips null lists and honours slicing
+    elif pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_string(t):
+        if arr.null_count:
+            arr = arr.filter(pc.is_valid(arr))
+        if len(arr):
+            _, offsets, data = arr.buffers()
+            width = np.int64 if pa.types.is_large_binary(t) or pa.types.is_large_string(t) else np.int32
+            offs = np.frombuffer(offsets, dtype=width)[arr.offset:arr.offset + len(arr) + 1].astype("<i8")
+            h.update(np.diff(offs).tobytes())
+            if data is not None:
+                h.update(memoryview(data)[offs[0]:offs[-1]])
+    elif pa.types.is_boolean(t):
+        h.update(np.packbits(arr.fill_null(False).to_numpy(zero_copy_only=False)).tobytes())
+    else:
+        if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_duration(t):
+            arr = arr.cast(pa.int64())
+        values = arr.fill_null(0).to_numpy(zero_copy_only=False)
+        h.update(np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes())
+
+
+@dataclass
+class ShardCheck:
+    """What reading one shard found: ``status`` ``ok`` (checksum verified), ``legacy`` (written
+    before checksums: it opened, decoded and has the schema), ``damaged`` (it does not open or
+    decode, or fails its checksum), ``foreign`` (not a shard of ours) or ``newer`` (a later store
+    format; left alone). ``table`` is the whole shard when it can be used."""
+
+    name: str
+    status: str
+    reason: str = ""
+    table: pa.Table | None = field(default=None, repr=False)
+
+    @property
+    def usable(self) -> bool:
+        return self.status in ("ok", "legacy")
+
+
+def _first_line(e: BaseException) -> str:
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _schema_problem(schema: pa.Schema) -> str | None:
+    """Why ``schema`` is not :data:`SCHEMA` (None when it is, whatever the column order)."""
+    if "run_id" not in schema.names:
+        return "no run_id column"
+    types = {f.name: f.type for f in schema}
+    missing = [c for c in COLUMNS if c not in types]
+    extra = [c for c in types if c not in SCHEMA.names]
+    wrong = [c for c in COLUMNS if c in types and not types[c].equals(SCHEMA.field(c).type)]
+    if missing or extra or wrong:
+        parts = [f"{what} {', '.join(cols[:3])}{' ...' if len(cols) > 3 else ''}"
+                 for what, cols in (("lacks", missing), ("has unknown columns", extra), ("has other types for", wrong))
+                 if cols]
+        return "not the store's schema: " + "; ".join(parts)
+    return None
+
+
+def check_shard(path: str) -> ShardCheck:
+    """Open, decode and verify one shard (see the module docstring). A missing file raises
+    FileNotFoundError, an unreadable one PermissionError."""
+    name = os.path.basename(path)
+    try:
+        with pq.ParquetFile(path) as pf:
+            meta = pf.schema_arrow.metadata or {}
+            fmt = meta.get(FORMAT_KEY)
+            problem = _schema_problem(pf.schema_arrow)
+            if fmt is not None and fmt != FORMAT.encode():
+                return ShardCheck(name, "newer", f"written in store format {fmt.decode(errors='replace')}; "
+                                                 f"this cubist reads format {FORMAT}")
+            if problem is not None:
+                return ShardCheck(name, "damaged" if fmt is not None else "foreign", problem)
+            table = pf.read().select(list(COLUMNS)).replace_schema_metadata(None)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except _BROKEN as e:
+        return ShardCheck(name, "damaged", f"unreadable: {_first_line(e)}")
+    if fmt is None:
+        return ShardCheck(name, "legacy", "written before checksums", table)
+    expected = meta.get(DIGEST_KEY, b"").decode(errors="replace")
+    try:
+        actual = content_digest(table)
+    except _BROKEN as e:
+        return ShardCheck(name, "damaged", f"undecodable: {_first_line(e)}")
+    if actual != expected:
+        return ShardCheck(name, "damaged", "checksum mismatch" if expected else "no checksum")
+    return ShardCheck(name, "ok", "", table)
+
+
+def _read_columns(path: str, columns) -> pa.Table:
+    with pq.ParquetFile(path) as pf:
+        table = pf.read(columns=list(columns) if columns else None)
+    return table.select(list(columns) if columns else list(COLUMNS)).replace_schema_metadata(None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _stderr(message: str) -> None:
+    print(f"cubist: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Temporary:
+    """A hidden ``.part-*.tmp`` file: a shard being written, or one a killed writer left."""
+
+    name: str
+    age_s: float
+    stale: bool
+    why: str
+
+
+@dataclass
+class StoreReport:
+    """What :meth:`ResultStore.check` found in a store directory."""
+
+    path: str
+    shards: int = 0                 # usable shards
+    legacy: int = 0                 # of which written before checksums (not verifiable)
+    rows: int = 0
+    runs: int = 0
+    duplicate_rows: int = 0         # rows beyond the first of their run id
+    duplicate_runs: int = 0         # run ids stored more than once
+    damaged: list = field(default_factory=list)      # (name, reason)
+    foreign: list = field(default_factory=list)      # (name, reason)
+    newer: list = field(default_factory=list)        # (name, reason)
+    moved: list = field(default_factory=list)        # names moved into the quarantine by this check
+    removed: list = field(default_factory=list)      # Temporary removed by this check
+    stray: list = field(default_factory=list)        # other entries of the directory (ignored)
+    temporaries: list = field(default_factory=list)  # Temporary
+    quarantined: int = 0                              # files in DIR/_quarantine
+
+    @property
+    def problems(self) -> int:
+        """What is wrong in the directory now: damaged, foreign and newer shards not moved
+        aside, duplicate rows (one problem) and stale temporaries."""
+        left = [n for n, _ in self.damaged + self.foreign if n not in self.moved]
+        return len(left) + len(self.newer) + bool(self.duplicate_rows) + sum(t.stale for t in self.temporaries)
+
+
+class ResultStore:
+    """A directory of Parquet shards (``part-*.parquet``) sharing :data:`SCHEMA`.
+
+    ``heal``: move damaged and foreign shards into ``DIR/_quarantine`` and remove temporaries of
+    dead writers (default); with ``heal=False`` nothing in the directory is changed, bad shards
+    are only reported and skipped. ``log(message)`` reports each bad shard once, in one line
+    (default: stderr). Shards are immutable: each is verified once per store object.
+    """
+
+    def __init__(self, path, *, heal: bool = True, log=None):
         self.path = os.fspath(path)
+        self.heal = heal
+        self.log = log if log is not None else _stderr
+        self._good: dict[str, tuple] = {}   # shard name -> ((size, mtime_ns), run ids, legacy), verified
+        self._bad: dict[str, tuple] = {}    # shard name -> ((size, mtime_ns), ShardCheck), reported
+        self._rejected: list[tuple[ShardCheck, bool]] = []   # every bad shard met: (check, moved aside)
+        self._removed: list[Temporary] = []                  # stale temporaries removed
+        self._swept = False
 
     def __repr__(self):
         return f"ResultStore({self.path!r})"
 
-    def shards(self) -> list[str]:
-        return sorted(glob.glob(os.path.join(self.path, "part-*.parquet")))
+    # -- the directory ------------------------------------------------------------------------
+    def _entries(self) -> list[os.DirEntry]:
+        try:
+            with os.scandir(self.path) as it:
+                return sorted(it, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
+    def _candidates(self) -> list[str]:
+        return [e.name for e in self._entries() if fnmatch.fnmatchcase(e.name, SHARD_GLOB) and e.is_file()]
+
+    def temporaries(self) -> list[Temporary]:
+        """The hidden temporaries in the directory, each marked stale or being written."""
+        out, now = [], time.time()
+        for e in self._entries():
+            if not (e.name.startswith(".part-") and e.name.endswith(".tmp")):
+                continue
+            try:
+                age = now - e.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            m = _TMP_NAME.match(e.name)
+            if age > STALE_TMP_S:
+                out.append(Temporary(e.name, age, True, f"untouched for {age / 60:.0f} min"))
+            elif m and m["host"] == _HOST and not _pid_alive(int(m["pid"])):
+                out.append(Temporary(e.name, age, True, f"its writer (pid {m['pid']}) is gone"))
+            else:
+                out.append(Temporary(e.name, age, False, "being written"))
+        return out
+
+    def remove_stale_temporaries(self) -> list[Temporary]:
+        """Remove the temporaries left by dead writers; returns them."""
+        removed = []
+        for t in self.temporaries():
+            if t.stale:
+                try:
+                    os.unlink(os.path.join(self.path, t.name))
+                except FileNotFoundError:
+                    continue
+                removed.append(t)
+        return removed
+
+    def _sweep_once(self) -> None:
+        if self.heal and not self._swept:
+            self._swept = True
+            for t in self.remove_stale_temporaries():
+                self._removed.append(t)
+                self.log(f"store {self.path}: removed {t.name}, a temporary left by a killed writer ({t.why})")
+
+    def _reject(self, path: str, key, check: ShardCheck) -> None:
+        self._bad[check.name] = (key, check)
+        self._good.pop(check.name, None)
+        what = f"store {self.path}: shard {check.name} is {check.status} ({check.reason})"
+        if not self.heal or check.status == "newer":
+            self._rejected.append((check, False))
+            self.log(f"{what}; skipped")
+            return
+        folder = os.path.join(self.path, QUARANTINE)
+        dest = os.path.join(folder, check.name)
+        if os.path.exists(dest):
+            dest = os.path.join(folder, f"{check.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            os.rename(path, dest)
+        except FileNotFoundError:   # another reader moved it first
+            return
+        except OSError as e:        # a read-only store: skip it all the same
+            self._rejected.append((check, False))
+            self.log(f"{what}; skipped (cannot move it aside: {_first_line(e)})")
+            return
+        self._rejected.append((check, True))
+        self.log(f"{what}; moved to {os.path.join(self.path, QUARANTINE)}/, its runs will be trained again "
+                 f"by the next resume")
+
+    def _read(self, columns=None, data: bool = True) -> list[tuple[str, pa.Table | None]]:
+        """``[(path, table of columns or None)]`` of the usable shards, in name order; shards not
+        met before are read whole and checked, bad ones rejected (:meth:`_reject`)."""
+        self._sweep_once()
+        out, names = [], self._candidates()
+        for name in names:
+            path = os.path.join(self.path, name)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:   # compacted or quarantined by another process meanwhile
+                continue
+            key = (st.st_size, st.st_mtime_ns)
+            good, bad = self._good.get(name), self._bad.get(name)
+            if bad is not None and bad[0] == key:
+                continue
+            if good is not None and good[0] == key:
+                if not data:
+                    out.append((path, None))
+                    continue
+                try:
+                    out.append((path, _read_columns(path, columns)))
+                    continue
+                except FileNotFoundError:
+                    continue
+                except PermissionError:
+                    raise
+                except _BROKEN:
+                    pass                # changed since it was verified: check it again
+            try:
+                check = check_shard(path)
+            except FileNotFoundError:
+                continue
+            if not check.usable:
+                self._reject(path, key, check)
+                continue
+            self._good[name] = (key, check.table.column("run_id").to_pylist(), check.status == "legacy")
+            out.append((path, (check.table.select(list(columns)) if columns else check.table) if data else None))
+        present = set(names)
+        for known in (self._good, self._bad):
+            for name in [n for n in known if n not in present]:
+                del known[name]
+        return out
+
+    def shards(self) -> list[str]:
+        """Paths of the usable shards (checked; bad ones are reported and, healing, moved)."""
+        return [path for path, _ in self._read(data=False)]
+
+    # -- writing ------------------------------------------------------------------------------
     def write(self, rows: list[dict]) -> str | None:
-        """Write rows as one new shard, atomically; returns its path (None for no rows)."""
+        """Write rows as one new shard, atomically; returns its path (None when nothing is new).
+
+        Rows whose run id is already stored, or repeated in ``rows``, are skipped (the first
+        is kept): a rerun or a second writer that comes later stores nothing twice.
+        """
         if not rows:
             return None
+        stored, fresh = self.done(), []
+        for r in rows:
+            rid = r.get("run_id")
+            if rid not in stored:
+                stored.add(rid)
+                fresh.append(r)
+        if not fresh:
+            return None
+        return self._write_table(pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in fresh], schema=SCHEMA))
+
+    def _write_table(self, table: pa.Table) -> str:
+        """Write ``table`` (:data:`SCHEMA`) as one new shard with its checksum, atomically."""
         os.makedirs(self.path, exist_ok=True)
-        table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
+        table = table.replace_schema_metadata({FORMAT_KEY: FORMAT.encode(), DIGEST_KEY: content_digest(table).encode()})
         name = f"part-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = os.path.join(self.path, f".{name}.tmp")
+        tmp = os.path.join(self.path, f".{name}.{_HOST}.tmp")
+        final = os.path.join(self.path, name)
         try:
             pq.write_table(table, tmp, compression="zstd")
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
-            final = os.path.join(self.path, name)
             os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+        st = os.stat(final)
+        self._good[name] = ((st.st_size, st.st_mtime_ns), table.column("run_id").to_pylist(), False)
         return final
 
+    # -- reading ------------------------------------------------------------------------------
     def table(self, columns=None) -> pa.Table:
-        shards = self.shards()
-        if not shards:
+        """Every row of the usable shards (duplicates included), ``columns`` only."""
+        tables = [t for _, t in self._read(columns)]
+        if not tables:
             return SCHEMA.empty_table().select(list(columns) if columns else list(COLUMNS))
-        return pq.ParquetDataset(shards, schema=SCHEMA).read(columns=list(columns) if columns else None)
+        return pa.concat_tables(tables)
 
     def done(self) -> set[str]:
         """Run ids already stored."""
-        return set(self.table(["run_id"]).column("run_id").to_pylist())
+        paths = self._read(data=False)
+        return {rid for path, _ in paths for rid in self._good[os.path.basename(path)][1]}
 
     def __len__(self):
         return len(self.done())
 
     def load(self, columns=None):
-        """All rows as a pandas DataFrame, one per run id."""
+        """All rows as a pandas DataFrame, one per run id (the first stored)."""
         cols = list(columns) if columns else None
         if cols is not None and "run_id" not in cols:
             cols = ["run_id"] + cols
         df = self.table(cols).to_pandas()
         return df.drop_duplicates("run_id", keep="first").reset_index(drop=True)
 
-    def compact(self) -> str | None:
-        """Merge all shards into one (deduplicated); returns the new shard's path."""
-        old = self.shards()
-        if len(old) < 2:
-            return old[0] if old else None
-        table = pq.ParquetDataset(old, schema=SCHEMA).read()
-        ids = table.column("run_id").to_pylist()
-        seen, keep = set(), []
-        for i, r in enumerate(ids):
-            if r not in seen:
-                seen.add(r)
-                keep.append(i)
-        table = table.take(keep)
-        new = self.write(table.to_pylist())
-        for path in old:
+    # -- upkeep -------------------------------------------------------------------------------
+    def drop_duplicates(self) -> int:
+        """Leave one row per run id in the directory (the first, in shard order): every shard
+        holding a later copy is rewritten without it. Returns the number of rows dropped. Run
+        it when no other process repairs the store at the same time."""
+        seen, dropped = set(), 0
+        for path, table in self._read():
+            ids = table.column("run_id").to_pylist()
+            keep = []
+            for i, rid in enumerate(ids):
+                if rid not in seen:
+                    seen.add(rid)
+                    keep.append(i)
+            if len(keep) == len(ids):
+                continue
+            if keep:
+                self._write_table(table.take(keep))
             os.unlink(path)
+            self._good.pop(os.path.basename(path), None)
+            dropped += len(ids) - len(keep)
+        return dropped
+
+    def compact(self) -> str | None:
+        """Merge all shards into one, one row per run id; returns the new shard's path."""
+        parts = self._read()
+        if not parts:
+            return None
+        table = pa.concat_tables([t for _, t in parts])
+        ids = table.column("run_id").to_pylist()
+        if len(parts) == 1 and len(set(ids)) == len(ids):
+            return parts[0][0]
+        seen, keep = set(), []
+        for i, rid in enumerate(ids):
+            if rid not in seen:
+                seen.add(rid)
+                keep.append(i)
+        new = self._write_table(table.take(keep))
+        for path, _ in parts:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            self._good.pop(os.path.basename(path), None)
         return new
+
+    def check(self) -> StoreReport:
+        """Read every shard and report what the directory holds (:class:`StoreReport`); with
+        ``heal`` bad shards are moved aside and stale temporaries removed on the way."""
+        self._bad.clear()          # report every bad shard present, also those met before
+        first_bad, first_tmp = len(self._rejected), len(self._removed)
+        report = StoreReport(self.path)
+        counts: dict[str, int] = {}
+        for path, _ in self._read(data=False):
+            _, ids, legacy = self._good[os.path.basename(path)]
+            report.shards += 1
+            report.legacy += legacy
+            for rid in ids:
+                counts[rid] = counts.get(rid, 0) + 1
+        report.rows, report.runs = sum(counts.values()), len(counts)
+        report.duplicate_rows = report.rows - report.runs
+        report.duplicate_runs = sum(1 for n in counts.values() if n > 1)
+        for check, moved in self._rejected[first_bad:]:
+            getattr(report, check.status).append((check.name, check.reason))
+            if moved:
+                report.moved.append(check.name)
+        report.removed = self._removed[first_tmp:]
+        report.temporaries = self.temporaries()
+        shards = set(self._candidates())
+        report.stray = [e.name for e in self._entries()
+                        if e.name not in shards and e.name != QUARANTINE
+                        and not (e.name.startswith(".part-") and e.name.endswith(".tmp"))]
+        folder = os.path.join(self.path, QUARANTINE)
+        report.quarantined = len(os.listdir(folder)) if os.path.isdir(folder) else 0
+        return report
 
 
 class StoreWriter:

@@ -74,9 +74,10 @@ class SweepConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "widths", check_widths(self.widths))
-        object.__setattr__(self, "nnz", tuple(int(v) for v in self.nnz))
-        object.__setattr__(self, "lrs", tuple(float(v) for v in self.lrs))
-        object.__setattr__(self, "schedules", tuple(self.schedules))
+        # a value given twice is one grid point, trained once (the first occurrence's order kept)
+        object.__setattr__(self, "nnz", tuple(dict.fromkeys(int(v) for v in self.nnz)))
+        object.__setattr__(self, "lrs", tuple(dict.fromkeys(float(v) for v in self.lrs)))
+        object.__setattr__(self, "schedules", tuple(dict.fromkeys(self.schedules)))
         for s in self.schedules:
             if s not in SCHEDULES:
                 raise ValueError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
@@ -167,10 +168,10 @@ def load_data(cfg: SweepConfig) -> Dataset:
 
 
 def build_runs(cfg: SweepConfig, data: Dataset) -> list[Run]:
-    """Every (target, lr, schedule, seed) combination, in that nesting order."""
+    """Every (target, lr, schedule, seed) combination, in that nesting order, each run once."""
     method = get_method(cfg.method)(cfg.method_config())
     params = method.params()
-    runs = []
+    runs, ids = [], set()
     for F in cfg.nnz:
         for lr in cfg.lrs:
             for schedule in cfg.schedules:
@@ -184,7 +185,10 @@ def build_runs(cfg: SweepConfig, data: Dataset) -> list[Run]:
                               "params": params, "dataset_id": data.id,
                               "data": {"heldout": cfg.heldout, "subsample": cfg.subsample,
                                        **data_config(cfg).to_row()}}
-                    runs.append(Run(config, F, lr, schedule, seed))
+                    run = Run(config, F, lr, schedule, seed)
+                    if run.run_id not in ids:
+                        ids.add(run.run_id)
+                        runs.append(run)
     return runs
 
 

@@ -73,6 +73,9 @@ class Grid:
     early_exit: bool = field(default=True, metadata={"help": "stop runs that provably output a constant (exact)"})
 
     def __post_init__(self):
+        # a value given twice is one grid point, trained once (the first occurrence's order kept)
+        object.__setattr__(self, "lrs", tuple(dict.fromkeys(self.lrs)))
+        object.__setattr__(self, "schedules", tuple(dict.fromkeys(self.schedules)))
         for lr, sch in itertools.product(self.lrs, self.schedules):  # validated by TrainConfig
             TrainConfig(lr=lr, schedule=sch, epochs=self.epochs, batch_size=self.batch_size,
                         momentum=self.momentum, weight_decay=self.weight_decay)
@@ -484,14 +487,15 @@ def search_masks(hidden, target: float = DEFAULT_TARGET, grid: Grid = Grid(), *,
             if rnd > 0:
                 rates = mask_rates(level_rows, target)
                 chosen = _ranked(chosen, rates)[:max(1, math.ceil(len(chosen) * adaptive.keep))]
-            models = []
+            models, queued = [], set()
             for key in chosen:
                 for (lr, sch), k in itertools.product(grid_points, range(done_inits, inits)):
                     cfg = _row_config("search_masks", widths, lr, sch, k, grid, data, init, symmetry, key)
                     rid = run_id(cfg)
                     if rid in existing:
                         level_rows.append(existing[rid])
-                    else:
+                    elif rid not in queued:   # each run once
+                        queued.add(rid)
                         models.append((masks_of[key], lr, sch, k, cfg, rnd))
             bar = _progress(len(models), f"nnz {nnz}" + (f" round {rnd}" if len(rounds) > 1 else ""), quiet)
             with bar:
@@ -574,13 +578,14 @@ def search_widths(target: float = DEFAULT_TARGET, grid: Grid = Grid(), *, store:
         widths = (data.X.shape[1], *hidden, 1)
         dense = [np.ones((widths[l + 1], widths[l]), bool) for l in range(len(widths) - 1)]
         key = mask_key(dense)
-        models = []
+        models, queued = [], set()
         for lr, sch, seed in grid.points():
             cfg = _row_config("search_widths", widths, lr, sch, seed, grid, data, init, None, key)
             rid = run_id(cfg)
             if rid in existing:
                 rows.append(existing[rid])
-            else:
+            elif rid not in queued:   # each run once
+                queued.add(rid)
                 models.append((dense, lr, sch, seed, cfg))
         chunks += list(_chunked(models, widths, 512))
     total = sum(len(c.configs) for c in chunks)

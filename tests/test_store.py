@@ -8,12 +8,13 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
 import cubist
 from cubist.model import run_init_seed
-from cubist.store import COLUMNS, ResultStore, StoreWriter, make_row, row_masks, row_weights
+from cubist.store import COLUMNS, SCHEMA, ResultStore, StoreWriter, make_row, row_masks, row_weights
 
 
 def sample_row(i=0, **over):
@@ -69,8 +70,10 @@ def test_readers_and_resume(tmp_path):
             w.add(r)
     assert len(store.shards()) == 2
     assert store.done() == {r["run_id"] for r in rows}
-    # rerun: only missing runs would be trained, and a duplicate write is dropped by load
-    store.write(rows[:2])
+    # rerun: only missing runs would be trained, and rows already stored are not written again
+    assert store.write(rows[:2]) is None and len(pd.read_parquet(store.path)) == 6
+    # two writers racing on the same runs can both store them: load keeps one per run
+    store._write_table(pa.Table.from_pylist(rows[:2], schema=SCHEMA))
     assert len(store.load()) == 6
     assert len(pd.read_parquet(store.path)) == 8
     assert ds.dataset(store.path, format="parquet").count_rows() == 8

@@ -222,6 +222,7 @@ COMMANDS = {
     "prune": ("cubist.cli.prune", "prune spiral MLPs with a method over a grid of targets (batched runs)"),
     "audit": ("cubist.cli.audit", "report: pruning against the exact sparsest models"),
     "plot": ("cubist.cli.plot", "draw runs: decision regions, network graph, switching lines"),
+    "store": ("cubist.cli.store", "check or repair a result store: bad shards, duplicate rows"),
 }
 
 
