@@ -634,21 +634,25 @@ class ResultStore:
             dropped += len(ids) - len(keep)
         return dropped
 
-    def compact(self) -> str | None:
-        """Merge all shards into one, one row per run id; returns the new shard's path."""
+    def compact(self, max_rows: int | None = None) -> str | None:
+        """Merge all shards into one (or into shards of at most ``max_rows`` rows, e.g. to keep
+        files small enough for git hosting), one row per run id; returns the first new shard's path."""
         parts = self._read()
         if not parts:
             return None
         table = pa.concat_tables([t for _, t in parts])
         ids = table.column("run_id").to_pylist()
-        if len(parts) == 1 and len(set(ids)) == len(ids):
+        if len(parts) == 1 and len(set(ids)) == len(ids) and (max_rows is None or len(ids) <= max_rows):
             return parts[0][0]
         seen, keep = set(), []
         for i, rid in enumerate(ids):
             if rid not in seen:
                 seen.add(rid)
                 keep.append(i)
-        new = self._write_table(table.take(keep))
+        table = table.take(keep)
+        step = max_rows or max(len(table), 1)
+        written = [self._write_table(table.slice(start, step)) for start in range(0, len(table), step)]
+        new = written[0] if written else None
         for path, _ in parts:
             try:
                 os.unlink(path)

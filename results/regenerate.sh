@@ -22,7 +22,11 @@ case "$1" in
   uniform)
     out=results/$(name "$2")_k10
     mkdir -p "$out"
-    cp -n results/$(name "$2")/part-*.parquet "$out"/ 2>/dev/null || true
+    # seed a new store with the adaptive runs (the same runs); never into one that has shards
+    # (a compacted store renames its shards, and copying again would store every run twice)
+    if ! compgen -G "$out/part-*.parquet" > /dev/null; then
+      cp results/$(name "$2")/part-*.parquet "$out"/ 2>/dev/null || true
+    fi
     cubist search masks --widths "$2" --seeds 10 --min-rate 0.1 $grid --out "$out" --quiet 2>&1 | tee "$out.txt" ;;
   *) echo "unknown stage $1" >&2; exit 2 ;;
 esac

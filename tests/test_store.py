@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pyarrow.dataset as ds
 import pytest
 
@@ -80,6 +81,10 @@ def test_readers_and_resume(tmp_path):
     duckdb = pytest.importorskip("duckdb")
     n = duckdb.sql(f"select count(distinct run_id) from read_parquet('{store.path}/*.parquet')").fetchall()[0][0]
     assert n == 6
+    store._write_table(pa.Table.from_pylist(rows[:3], schema=SCHEMA))
+    store.compact(max_rows=4)                       # small shards: 4 + 2 rows, one per run
+    assert sorted(len(pq.read_table(p)) for p in store.shards()) == [2, 4]
+    assert len(pd.read_parquet(store.path)) == 6 and store.done() == {r["run_id"] for r in rows}
     store.compact()
     assert len(store.shards()) == 1 and len(pd.read_parquet(store.path)) == 6
 
