@@ -322,6 +322,19 @@ def _row_config(kind, widths, lr, schedule, seed, grid, data, init, symmetry, ke
                      data.config if data.config is not None else DataConfig()).to_row(data.id)
 
 
+def _to_train(cfg: dict, existing: dict, stored: list, queued: set) -> bool:
+    """Whether the run of ``cfg`` must be trained: not stored (a stored run's record goes to
+    ``stored``) and not queued already (each run once, even on a grid with repeated values)."""
+    rid = run_id(cfg)
+    if rid in existing:
+        stored.append(existing[rid])
+        return False
+    if rid in queued:
+        return False
+    queued.add(rid)
+    return True
+
+
 def _chunked(models, widths, chunk_size):
     """Group (mask, lr, schedule, seed, config[, round]) tuples into chunks, seeds kept together."""
     models = sorted(models, key=lambda m: m[3])  # models sharing a seed share the data order
@@ -491,11 +504,7 @@ def search_masks(hidden, target: float = DEFAULT_TARGET, grid: Grid = Grid(), *,
             for key in chosen:
                 for (lr, sch), k in itertools.product(grid_points, range(done_inits, inits)):
                     cfg = _row_config("search_masks", widths, lr, sch, k, grid, data, init, symmetry, key)
-                    rid = run_id(cfg)
-                    if rid in existing:
-                        level_rows.append(existing[rid])
-                    elif rid not in queued:   # each run once
-                        queued.add(rid)
+                    if _to_train(cfg, existing, level_rows, queued):
                         models.append((masks_of[key], lr, sch, k, cfg, rnd))
             bar = _progress(len(models), f"nnz {nnz}" + (f" round {rnd}" if len(rounds) > 1 else ""), quiet)
             with bar:
@@ -581,11 +590,7 @@ def search_widths(target: float = DEFAULT_TARGET, grid: Grid = Grid(), *, store:
         models, queued = [], set()
         for lr, sch, seed in grid.points():
             cfg = _row_config("search_widths", widths, lr, sch, seed, grid, data, init, None, key)
-            rid = run_id(cfg)
-            if rid in existing:
-                rows.append(existing[rid])
-            elif rid not in queued:   # each run once
-                queued.add(rid)
+            if _to_train(cfg, existing, rows, queued):
                 models.append((dense, lr, sch, seed, cfg))
         chunks += list(_chunked(models, widths, 512))
     total = sum(len(c.configs) for c in chunks)
