@@ -31,6 +31,7 @@ import torch
 from cubist.masks import dense_weight_count, mask_counts
 from cubist.model import RANDOM_INIT, check_widths, run_init_seed
 from cubist.data import DEFAULT_DATA, HELDOUT_KINDS, DataConfig, Dataset, dataset_id
+from cubist.dispatch import map_unordered, on_cluster
 from cubist.store import ResultStore, StoreWriter, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig, protocol_field, resolve_device
 
@@ -278,7 +279,7 @@ def check_feasible(cfg: SweepConfig, data: Dataset) -> None:
 
 
 def _worker(cfg: SweepConfig, chunk: list[Run], threads: int) -> list[dict]:
-    """One chunk in a worker process (CPU): its own data copy and thread count."""
+    """One chunk in a worker process (CPU; loky, dask or ray): its own data copy and thread count."""
     torch.set_num_threads(threads)
     return run_chunk(cfg, chunk, load_data(cfg), torch.device("cpu"))
 
@@ -287,23 +288,30 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
               threads: int | None = None, jobs: int = 1) -> list[dict]:
     """Run the sweep (skipping runs already in ``store``); returns the new rows.
 
-    ``store``: a :class:`~cubist.store.ResultStore` (or its path) that rows are written to as
-    chunks finish; ``None`` keeps them in memory only. ``threads``: torch CPU threads (per
-    worker). ``jobs``: worker processes on CPU (chunks are split so every worker has one; the
-    progress bar then advances per finished chunk); ignored on CUDA.
+    ``store``: a :class:`~cubist.store.ResultStore` (or its path) that rows are written to, by
+    this process, as chunks finish (workers need no shared filesystem); ``None`` keeps them in
+    memory only. ``threads``: torch CPU threads (per worker). ``jobs``: worker processes on CPU
+    (chunks are split so every worker has one; the progress bar then advances per finished
+    chunk); ignored on CUDA. Under a cluster backend (``joblib.parallel_config("dask")`` or
+    ``"ray"``) the chunks run on the cluster's CPUs, cut exactly as for ``jobs`` loky workers (so
+    the rows equal a loky run with the same ``jobs``), at most ``jobs`` at once.
     """
     if isinstance(store, str):
         store = ResultStore(store)
     if threads:
         torch.set_num_threads(threads)
-    device = resolve_device(cfg.device)
+    cluster = on_cluster()
+    if cluster and cfg.device == "cuda":
+        raise ValueError("a cluster backend trains on the workers' CPUs: use device 'cpu' or 'auto'")
+    device = torch.device("cpu") if cluster else resolve_device(cfg.device)
     data = load_data(cfg)
     check_feasible(cfg, data)
     runs = build_runs(cfg, data)
     if store is not None:
         done = store.done()
         runs = [r for r in runs if r.run_id not in done]
-    jobs = max(1, int(jobs)) if device.type == "cpu" and cfg.engine == "batched" else 1
+    jobs = max(1, int(jobs)) if device.type == "cpu" and (cfg.engine == "batched" or cluster) else 1
+    remote = cluster and bool(runs)
     if jobs > 1 and runs:
         size = cfg.chunk or default_chunk(device)
         cfg_split = dataclasses.replace(cfg, chunk=max(1, min(size, math.ceil(len(runs) / jobs))))
@@ -320,10 +328,8 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
     all_rows = []
     writer = StoreWriter(store, flush_every=1) if store is not None else None
     try:
-        if jobs > 1:
-            from joblib import Parallel, delayed
-            pool = Parallel(n_jobs=jobs, return_as="generator_unordered")
-            for rows in pool(delayed(_worker)(cfg, chunk, threads or 1) for chunk in chunks):
+        if jobs > 1 or remote:
+            for rows in map_unordered(_worker, ((cfg, chunk, threads or 1) for chunk in chunks), jobs):
                 if bar is not None:
                     bar.update(len(rows))
                 all_rows += rows

@@ -37,7 +37,7 @@ Every training is one result row (``kind`` ``search_widths`` or ``search_masks``
 configuration holds the mask, so a rerun trains only what is missing. Work is cut into
 chunks of models trained together by the numba engine (:func:`search.engine.train_masks`);
 chunks run in-process, or spread over ``jobs`` joblib workers (any joblib backend, a Dask
-cluster included, via ``joblib.parallel_config``).
+or Ray cluster included, via ``joblib.parallel_config``; :func:`run_chunks`).
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cubist.data import DataConfig, Dataset
+from cubist.dispatch import map_unordered, on_cluster
 from cubist.masks import dense_weight_count, mask_counts, mask_key, unpack_masks
 from cubist.model import RANDOM_INIT, run_init_seed
 from cubist.stats import DEFAULT_TARGET, reached_target, wilson_interval
@@ -197,7 +198,15 @@ def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None,
 
 def run_chunks(chunks, store: ResultStore, data: Dataset, grid: Grid, *, init=None, jobs: int = 1,
                progress=None) -> list[dict]:
-    """Train chunks (in-process for ``jobs=1``, else over joblib workers) and store each as it ends."""
+    """Train chunks and store each as it returns; returns their rows.
+
+    ``jobs=1`` trains in this process with every numba thread. Otherwise (or under a cluster
+    backend) the chunks go through ``joblib.Parallel`` on the active joblib backend (loky worker
+    processes by default; ``joblib.parallel_config("dask")`` or ``"ray"``: a cluster), each with
+    one numba thread, at most ``jobs`` of them on a cluster at once. A run's row does not depend
+    on where its chunk ran. This process writes every row, so workers need no shared filesystem
+    (and a lost worker's chunk, retried by the cluster, is written once).
+    """
     rows_out = []
 
     def finish(rows):
@@ -206,13 +215,11 @@ def run_chunks(chunks, store: ResultStore, data: Dataset, grid: Grid, *, init=No
         if progress is not None:
             progress.update(len(rows))
 
-    if jobs <= 1:
+    if jobs <= 1 and not on_cluster():
         for chunk in chunks:
             finish(train_chunk(chunk, data, grid, init, threads=None))
     else:
-        from joblib import Parallel, delayed
-        par = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        for rows in par(delayed(train_chunk)(c, data, grid, init, 1) for c in chunks):
+        for rows in map_unordered(train_chunk, ((c, data, grid, init, 1) for c in chunks), jobs):
             finish(rows)
     return rows_out
 

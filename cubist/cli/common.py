@@ -4,12 +4,14 @@ command table (names and one-line help, so ``cubist --help`` imports no command 
 Conventions shared by all subcommands: the fields of a command's config are its flags, generated
 by :func:`config_flags` with the config's own defaults (so no default is typed twice); beside
 them (:func:`add_common`) ``--out DIR`` for the result store written (default
-``results/runs``), ``--device auto|cpu|cuda``, ``--jobs N``, ``--quiet``. List flags take
-comma-separated values (``--lrs 0.05,0.1``), booleans are ``--x/--no-x``.
+``results/runs``), ``--device auto|cpu|cuda``, ``--jobs N``, ``--backend loky|dask|ray`` and
+``--scheduler ADDRESS`` (where a sweep's chunks run: :func:`sweep_backend`), ``--quiet``. List
+flags take comma-separated values (``--lrs 0.05,0.1``), booleans are ``--x/--no-x``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 
@@ -74,19 +76,181 @@ def add_target(p, *, many: bool = False, text: str = "train accuracy to reach"):
                        help=f"{text} (default {DEFAULT_TARGET:g})")
 
 
-def add_common(p, *, store=True, device=True, jobs=True):
+def add_common(p, *, store=True, device=True, jobs=True, backend=None):
     """The flags every sweep command shares that are not fields of a config (where the rows go,
-    where torch runs, how many workers, progress)."""
+    where torch runs, how many workers and where, progress). ``backend`` (default: with ``jobs``)
+    adds ``--backend`` and ``--scheduler``; such a command opens :func:`sweep_backend` around its
+    sweep, which also settles ``--jobs``."""
+    backend = jobs if backend is None else backend
     if store:
         p.add_argument("--out", default=DEFAULT_STORE, metavar="DIR",
                        help=f"result store directory to write (default {DEFAULT_STORE})")
     if device:
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                        help="where torch runs (default auto: CUDA when available)")
-    if jobs:
+    if jobs and backend:
+        p.add_argument("--jobs", type=positive_int, default=None,
+                       help="loky: worker processes (default: all cores); dask, ray: chunks on the cluster at "
+                            "once (default: every worker thread of the cluster; without --scheduler, the worker "
+                            "processes of the local cluster started, default all cores)")
+    elif jobs:
         p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
                        help="parallel workers (default: all cores)")
+    if backend:
+        p.add_argument("--backend", choices=BACKENDS, default="loky",
+                       help="where chunks run: loky (worker processes on this machine, the default), dask or "
+                            "ray (a cluster; results are still written here, by this process)")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="dask: a running scheduler (tcp://host:port, or a --scheduler-file); ray: the "
+                            "cluster's address (host:port, ray://host:port or auto). Default: start a local "
+                            "cluster of --jobs single-threaded worker processes for the sweep")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# -- where a sweep's chunks run --------------------------------------------------------------
+BACKENDS = ("loky", "dask", "ray")
+CONNECT_TIMEOUT_S = 10  # how long to try a --scheduler before the one-line error
+
+
+@contextlib.contextmanager
+def sweep_backend(args):
+    """Open the joblib backend of ``--backend``/``--scheduler`` for the sweep run inside; yields
+    the ``jobs`` to pass to the engine (``--jobs`` settled for the backend).
+
+    The engines cut the same deterministic chunks whatever the backend and send them through
+    ``joblib.Parallel`` under this ``joblib.parallel_config``; rows come back to this process,
+    which writes them to the store as chunks return (workers need no shared filesystem, only the
+    same ``cubist-audit`` installed). Each chunk runs with one numba / torch thread
+    (``inner_max_num_threads=1`` on loky; dask and ray workers get their threads from the cluster:
+    start them with one thread per process). Errors (package missing, scheduler unreachable, no
+    workers, workers that cannot import cubist) are :class:`CubistError` raised before any work.
+    """
+    backend, address = getattr(args, "backend", "loky"), getattr(args, "scheduler", None)
+    if backend == "loky":
+        if address:
+            raise CubistError("--scheduler applies to --backend dask or ray, not loky")
+        from joblib import parallel_config
+        with parallel_config(backend="loky", inner_max_num_threads=1):
+            yield args.jobs or os.cpu_count() or 1
+    elif backend == "dask":
+        with _dask(address, args.jobs) as (client, slots):
+            from joblib import parallel_config
+            with parallel_config(backend="dask", client=client):
+                yield args.jobs or slots
+    elif backend == "ray":
+        with _ray(address, args.jobs) as slots:
+            from joblib import parallel_config
+            with parallel_config(backend="ray"):
+                yield args.jobs or slots
+    else:
+        raise CubistError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def _check_reachable(address: str, what: str) -> None:
+    """A TCP connect to ``host:port`` of ``address`` (schemes ``tcp://``, ``ray://`` or none)."""
+    import socket
+    from urllib.parse import urlsplit
+    hostport = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = hostport.hostname, hostport.port
+    except ValueError:
+        raise CubistError(f"--scheduler {address}: not an address (expected {what})") from None
+    if not host or not port:
+        raise CubistError(f"--scheduler {address}: not an address (expected {what})")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise CubistError(f"cannot reach the scheduler at {address}: {e.strerror or e}") from None
+
+
+def worker_probe() -> str:
+    """Run on every worker before a sweep: the engines import and the package version."""
+    import pruners.runner  # noqa: F401
+    import search.phases  # noqa: F401
+    from cubist.version import __version__
+    return __version__
+
+
+@contextlib.contextmanager
+def _dask(address, jobs):
+    try:
+        import distributed
+    except ImportError:
+        raise CubistError("--backend dask needs dask.distributed: pip install 'cubist-audit[dask]'") from None
+    import logging
+    cluster = None
+    if address is None:  # a local cluster of single-threaded worker processes, for this sweep only
+        n = jobs or os.cpu_count() or 1
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+        client = distributed.Client(cluster, set_as_default=False)
+    else:
+        try:
+            if "://" not in address and os.path.isfile(address):
+                client = distributed.Client(scheduler_file=address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+            else:
+                _check_reachable(address, "tcp://host:port or a scheduler file")
+                client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CubistError(f"cannot reach the dask scheduler at {address}: {first}") from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except (TimeoutError, OSError):
+            where = f"--scheduler-file {address}" if client.scheduler_file else address
+            raise CubistError(f"the dask scheduler at {address or 'the local cluster'} has no workers (start "
+                              f"some with 'dask worker {where} --nthreads 1')") from None
+        _check_versions(client.run(worker_probe, on_error="return"),
+                        f"the dask workers of {address or 'the local cluster'}")
+        yield client, sum(client.nthreads().values())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+@contextlib.contextmanager
+def _ray(address, jobs):
+    try:
+        import ray
+        from ray.util.joblib import register_ray
+    except ImportError:
+        raise CubistError("--backend ray needs Ray: pip install 'cubist-audit[ray]'") from None
+    if address not in (None, "auto"):
+        _check_reachable(address, "host:port or ray://host:port")
+    kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        if address is None:  # a new local Ray instance for this sweep only (not one found running)
+            ray.init(address="local", num_cpus=jobs or os.cpu_count() or 1, **kw)
+        else:
+            ray.init(address=address, **kw)
+    except Exception as e:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ... by version
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CubistError(f"cannot reach the Ray cluster at {address}: {first}") from None
+    try:
+        register_ray()
+        probe = ray.remote(num_cpus=1)(worker_probe)
+        try:
+            versions = {"ray": ray.get(probe.remote(), timeout=60)}
+        except Exception as e:  # noqa: BLE001
+            versions = {"ray": e}
+        _check_versions(versions, f"the Ray workers of {address or 'the local Ray instance'}")
+        yield max(1, int(ray.cluster_resources().get("CPU", 1)))
+    finally:
+        ray.shutdown()
+
+
+def _check_versions(found: dict, who: str) -> None:
+    from cubist.version import __version__
+    for worker, v in found.items():
+        if isinstance(v, BaseException):
+            first = (str(v).strip().splitlines() or [type(v).__name__])[0]
+            raise CubistError(f"{who} cannot run cubist ({worker}: {type(v).__name__}: {first}); install "
+                              f"cubist-audit {__version__} on every worker")
+        if v != __version__:
+            raise CubistError(f"{who} run cubist-audit {v} ({worker}), this process {__version__}: install the "
+                              f"same version everywhere (rows record it)")
 
 
 # -- flags from config dataclasses -------------------------------------------------------------
@@ -210,6 +374,19 @@ def check_writable_file(path: str) -> None:
         raise CubistError(f"cannot write {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise CubistError(f"cannot write {path}: permission denied")
+
+
+def check_store_dir(path: str, flag: str = "--out") -> None:
+    """Fail before any work when ``path`` cannot be (or become) a result store directory."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CubistError(f"{flag} {path} exists and is not a directory")
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CubistError(f"cannot write {flag} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CubistError(f"cannot write {flag} {path}: permission denied on {parent}")
 
 
 # -- the commands ------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Every nnz x lr x schedule x seed combination is one run (Zhang & Papyan 2024's p
 go to the result store (``--out``) as chunks finish; rerunning skips stored runs. On CPU,
 ``--jobs N`` runs chunks in N worker processes with one torch thread each (tiny batched
 matmuls gain little from threads, and oversubscribed threads are much slower); on CUDA one
-process drives the GPU. Method
+process drives the GPU. ``--backend dask|ray`` (``--scheduler ADDRESS``) sends the same chunks
+to a cluster's CPUs; this process still writes every row. Method
 hyper-parameters are flags generated from the methods' config dataclasses; a flag the chosen
 method does not take is an error.
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from .common import (CubistError, add_common, add_target, command_help, config_flags, config_from_args, csv, given_fields,
-                     positive_int, union_flags)
+from .common import (CubistError, add_common, add_target, check_store_dir, command_help, config_flags, config_from_args,
+                     csv, given_fields, positive_int, sweep_backend, union_flags)
 
 
 def add_parser(sub) -> None:
@@ -68,12 +69,14 @@ def _run(args) -> int:
 
     from pruners.runner import build_runs, load_data, run_sweep
     cfg = sweep_config_from_args(args)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise CubistError(f"--out {args.out} exists and is not a directory")
+    check_store_dir(args.out)
+    if args.backend != "loky" and args.device == "cuda":
+        raise CubistError(f"--backend {args.backend} trains on the workers' CPUs; use --device auto or cpu")
     store = ResultStore(args.out)
     total = len(build_runs(cfg, load_data(cfg)))
     done_before = len(store.done()) if os.path.isdir(args.out) else 0
-    rows = run_sweep(cfg, store=store, progress=not args.quiet, threads=1, jobs=args.jobs)
+    with sweep_backend(args) as jobs:
+        rows = run_sweep(cfg, store=store, progress=not args.quiet, threads=1, jobs=jobs)
     if not args.quiet:
         skipped = total - len(rows)
         reached = int(reached_target([np.nan if r["train_acc"] is None else r["train_acc"] for r in rows],

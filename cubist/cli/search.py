@@ -1,8 +1,9 @@
 """``cubist search``: phase 1 (``widths``), phase 2 (``masks``), ``enumerate`` and ``init``."""
 from __future__ import annotations
 
-from .common import (CubistError, accuracy, add_common, add_target, check_writable_file, command_help, config_flags,
-                     config_from_args, csv, default_of, field_argument, number, positive_int)
+from .common import (CubistError, accuracy, add_common, add_target, check_store_dir, check_writable_file, command_help,
+                     config_flags, config_from_args, csv, default_of, field_argument, number, positive_int,
+                     sweep_backend)
 
 
 def _widths(text: str):
@@ -120,10 +121,11 @@ def _adaptive(args):
         raise CubistError(str(e))
 
 
-def _jobs(args):
+def _check_sweep(args):
+    """What a search phase checks before any work: the device and the store."""
     if args.device == "cuda":
         raise CubistError("the search engine runs on the CPU (numba); use --device auto or cpu")
-    return args.jobs
+    check_store_dir(args.out)
 
 
 def _run_widths(args):
@@ -131,8 +133,10 @@ def _run_widths(args):
 
     from search.phases import search_widths
     grid, data = _grid(args), _data(args)
-    res = search_widths(args.target, grid, store=ResultStore(args.out), data=data, max_width=args.max_width,
-                        min_width=args.min_width, depth=args.depth, jobs=_jobs(args), quiet=args.quiet)
+    _check_sweep(args)
+    with sweep_backend(args) as jobs:
+        res = search_widths(args.target, grid, store=ResultStore(args.out), data=data, max_width=args.max_width,
+                            min_width=args.min_width, depth=args.depth, jobs=jobs, quiet=args.quiet)
     print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
     print(f"pareto-minimal architectures reaching {args.target:.4g} in some run "
           f"({res.inits} inits per grid point): {res.pareto}")
@@ -153,9 +157,12 @@ def _run_masks(args):
     init = FixedInit.load(args.init_checkpoint) if args.init_checkpoint else None
     symmetry = args.symmetry or ("labelled" if init is not None else "orbits")
     grid, adaptive, data = _grid(args), _adaptive(args), _data(args)
-    res = search_masks(args.widths, args.target, grid, store=ResultStore(args.out), data=data, symmetry=symmetry,
-                       init=init, exhaustive=args.exhaustive, max_nnz=args.max_nnz, chunk_size=args.chunk_size,
-                       jobs=_jobs(args), quiet=args.quiet, adaptive=adaptive, min_rate=args.min_rate)
+    _check_sweep(args)
+    with sweep_backend(args) as jobs:
+        res = search_masks(args.widths, args.target, grid, store=ResultStore(args.out), data=data,
+                           symmetry=symmetry, init=init, exhaustive=args.exhaustive, max_nnz=args.max_nnz,
+                           chunk_size=args.chunk_size, jobs=jobs, quiet=args.quiet, adaptive=adaptive,
+                           min_rate=args.min_rate)
     print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
     print(res.summary())
     if res.sparsest_nnz is None:
