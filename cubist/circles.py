@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+MAX_POINTS_PER_CLASS = 10_000_000   # as the spiral's: a typo cannot ask for gigabytes
+
 
 @dataclass(frozen=True)
 class CirclesRecipe:
@@ -28,12 +30,16 @@ class CirclesRecipe:
     seed: int = field(default=0, metadata={"help": "seed of the noise (unused when noise_std is 0)"})
 
     def __post_init__(self):
-        if self.points_per_class < 2:
-            raise ValueError(f"points_per_class must be at least 2, got {self.points_per_class}")
+        if not 2 <= self.points_per_class <= MAX_POINTS_PER_CLASS:
+            raise ValueError(f"points_per_class must be in 2..{MAX_POINTS_PER_CLASS:,}, got {self.points_per_class}")
         if not 0 < self.radius_ratio < 1:
             raise ValueError(f"radius_ratio must be in (0, 1), got {self.radius_ratio}")
-        if not (self.noise_std >= 0 and self.heldout_noise >= 0):
-            raise ValueError(f"noise must be >= 0, got {self.noise_std} and {self.heldout_noise}")
+        for name in ("noise_std", "heldout_noise"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be >= 0 and finite, got {v}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

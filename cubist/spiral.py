@@ -36,13 +36,22 @@ HELDOUT_KINDS = ("between", "noisy")
 PAPER_X_SHA256 = "7f5bc2e560a6e7f92c8526b29ba0c6e37d3f9d9b788f59972e50149857bdd69b"
 PAPER_Y_SHA256 = "07826c9dd61e50822c941a33ccc0610e514e7b722f1bc819eed375a5b57640b0"
 
+#: Limits of the recipe. The class curves lie ``offset`` inside and outside the centre line
+#: ``r = 10 theta + pi``, whose turns are ``20 pi`` apart: at ``offset`` 0 both classes share one
+#: curve, at ``10 pi`` class 0 of a turn lies on class 1 of the next, so ``0 < offset < 10 pi``
+#: keeps them apart (the paper's 15 is near the middle). The point budget and the turns are bounded
+#: so that a typo cannot ask for gigabytes (10 million points per class: 160 MB of float64).
+MAX_OFFSET = 10 * np.pi
+MAX_POINTS_PER_CLASS = 10_000_000
+MAX_TURNS = 100
+
 
 @dataclass(frozen=True)
 class SpiralRecipe:
     """Parameters of the Cubist Spiral; the defaults are the paper's data set."""
 
     turns: float = field(default=2.0, metadata={"help": "number of turns of each spiral"})
-    offset: float = field(default=15.0, metadata={"help": "distance of each class curve from the centre line"})
+    offset: float = field(default=15.0, metadata={"help": "distance of each class curve from the centre line, in (0, 10 pi)"})
     points_per_class: int = field(
         default=25000,
         metadata={"help": "point budget per class, split over segments by length and truncated "
@@ -53,16 +62,19 @@ class SpiralRecipe:
     seed: int = field(default=0, metadata={"help": "seed of the noise (unused when noise_std is 0)"})
 
     def __post_init__(self):
-        if not self.turns > 0:
-            raise ValueError(f"turns must be positive, got {self.turns}")
+        if not (np.isfinite(self.turns) and 0 < self.turns <= MAX_TURNS):
+            raise ValueError(f"turns must be in (0, {MAX_TURNS}], got {self.turns}")
         if round(8 * self.turns) < 1:
-            raise ValueError(f"turns must give at least one segment, got {self.turns}")
-        if self.points_per_class < 2:
-            raise ValueError(f"points_per_class must be at least 2, got {self.points_per_class}")
-        if not self.noise_std >= 0:
-            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
-        if not np.isfinite(self.offset):
-            raise ValueError(f"offset must be finite, got {self.offset}")
+            raise ValueError(f"turns must give at least one segment (turns >= 1/16), got {self.turns}")
+        if not 0 < self.offset < MAX_OFFSET:
+            raise ValueError(f"offset must be in (0, 10*pi = {MAX_OFFSET:.4f}) to keep the classes apart "
+                             f"(0 puts both on one curve; 10*pi puts class 0 on the next turn's class 1), got {self.offset}")
+        if not 2 <= self.points_per_class <= MAX_POINTS_PER_CLASS:
+            raise ValueError(f"points_per_class must be in 2..{MAX_POINTS_PER_CLASS:,}, got {self.points_per_class}")
+        if not (np.isfinite(self.noise_std) and self.noise_std >= 0):
+            raise ValueError(f"noise_std must be >= 0 and finite, got {self.noise_std}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -59,8 +59,13 @@ beyond ``MAX_CANDIDATES`` (5e7), so a 7x7 layer or anything 16 wide cannot be en
 Groups are explicit permutation lists: hidden widths up to 16, and a stabiliser beyond
 ``MAX_GROUP`` (2^22 permutations, e.g. ten identical rows) raises ``ValueError``, in the
 enumerator and in :func:`canonical_mask` alike (~10 us per (2,3,3,3,1) mask). Labelled counts are
-instant for any widths; Burnside orbit counts take ~1 s for hidden widths 8, ~16 s for 10, and
-grow with the square of the number of cycle types (partitions of the width) per layer.
+instant up to hidden widths ~16 and take ~3 s at 30, ~30 s at 40 (the integers grow with the
+weights); Burnside orbit counts take ~2 s for hidden widths 8, ~16 s for 10, ~60 s for one 11x11
+layer, and grow with the square of the number of cycle types (partitions of the width) per
+layer. :func:`count_masks` estimates its work from the widths first (:func:`count_work`) and
+refuses beyond ``MAX_COUNT_WORK`` (about a minute), so no count hangs; :func:`write_masks_parquet`
+refuses a selection beyond ``MAX_WRITE`` masks (2e7, about 1 GB) before writing, and writes
+atomically.
 """
 from __future__ import annotations
 
@@ -87,6 +92,8 @@ SYMMETRIES = ("orbits", "labelled")
 MAX_GROUP = 1 << 22           # largest permutation list a kernel may build
 MAX_CANDIDATES = 50_000_000   # largest per-layer candidate list the enumerator builds
 MAX_PERM_DEGREE = 16          # permutation keys pack entries in 4 bits
+MAX_COUNT_WORK = 400_000_000  # largest estimated work of count_masks (~0.1 us a step: 20-60 s)
+MAX_WRITE = 20_000_000        # most masks write_masks_parquet writes in one file (about 1 GB)
 
 
 # --------------------------------------------------------------------------------------------
@@ -839,14 +846,79 @@ def _fixed_poly(row_type, col_type) -> tuple[int, ...]:
     return tuple(total)
 
 
+@lru_cache(maxsize=None)
+def _partition_count(d: int) -> int:
+    """The number of partitions of ``d`` (of cycle types of permutations of ``d`` points)."""
+    p = [1] + [0] * d
+    for part in range(1, d + 1):
+        for n in range(part, d + 1):
+            p[n] += p[n - part]
+    return p[d]
+
+
+@lru_cache(maxsize=None)
+def _type_stats(d: int, trivial: bool) -> tuple[int, int]:
+    """``(cycle types, inclusion-exclusion work)`` of one unit-layer in :func:`count_masks`: how
+    many cycle types it sums over and the sum over them of (inclusion-exclusion terms x cycles).
+    Beyond a few thousand types only lower bounds (the count itself, and the count of 100 beyond
+    width 100), enough to refuse."""
+    if trivial:
+        return 1, d + 1
+    p = _partition_count(min(d, 100))
+    if p > 5000:
+        return p, p
+    work = 0
+    for t in _cycle_types(d):
+        work += math.prod(m + 1 for _, m in t) * len(t)
+    return p, work
+
+
+def count_work(widths, searched_layers=None, symmetry: Symmetry = "orbits") -> float:
+    """An estimate of the steps :func:`count_masks` takes (about 0.1 us each), from the widths alone.
+
+    Per searched layer ``r x c``: the fixed-point polynomials, (inclusion-exclusion terms x cycles)
+    of the row types times those of the column types, each term ``r c`` long; along the chain,
+    (row types x column types) polynomial products of the prefix's length by ``r c``. Both are
+    weighted by the size of the integers, which grows with the number of weights. Calibrated
+    within a factor 3 on hidden widths 6-11 (orbits) and 30-40 (labelled).
+    """
+    widths, searched, symmetry = _check_args(widths, searched_layers, symmetry)
+    n_layers = len(widths) - 1
+    stats = [_type_stats(w, symmetry == "labelled" or u in (0, n_layers)) for u, w in enumerate(widths)]
+    work, seen, prefix = 0.0, set(), 1
+    for l in range(n_layers):
+        r, c = widths[l + 1], widths[l]
+        if l in searched and (r, c, stats[l + 1], stats[l]) not in seen:   # _fixed_poly is cached
+            seen.add((r, c, stats[l + 1], stats[l]))
+            work += stats[l + 1][1] * stats[l][1] * r * c * (1 + r * c / 256) ** 1.5
+        work += stats[l + 1][0] * stats[l][0] * prefix * (r * c + 1) * (1 + (prefix + r * c) / 256) ** 1.5
+        prefix += r * c
+    return work
+
+
+def _check_count_work(widths, searched, symmetry) -> None:
+    work = count_work(widths, searched, symmetry)
+    if work > MAX_COUNT_WORK:
+        seconds = work * 1e-7
+        took = ("more than a year" if seconds > 3.2e7 else f"about {seconds / 3600:.2g} h" if seconds > 3600
+                else f"about {seconds:.0f} s")
+        raise ValueError(f"widths {','.join(map(str, widths))}: counting the masks ({symmetry}) would take {took} "
+                         f"({work:.2g} steps, beyond the limit of {MAX_COUNT_WORK:.0e}); use narrower widths "
+                         f"(hidden widths up to {40 if symmetry == 'labelled' else 10} count within a minute)")
+
+
 def count_masks(widths, searched_layers=None, symmetry: Symmetry = "orbits", nnz=None) -> dict[int, int]:
     """``{nnz: number of masks}`` that :func:`enumerate_masks` yields, without enumerating.
 
     Labelled: per-layer inclusion-exclusion, multiplied across layers. Orbits: Burnside's lemma,
     the average over the group of the number of fixed eligible masks, summed over cycle types
     of the hidden-unit permutations along the chain of layers. Exact integers.
+
+    Widths whose count would take more than about a minute (:func:`count_work` beyond
+    :data:`MAX_COUNT_WORK`, e.g. hidden widths 11 or more for orbits) raise ``ValueError`` at once.
     """
     widths, searched, symmetry = _check_args(widths, searched_layers, symmetry)
+    _check_count_work(widths, searched, symmetry)
     n_layers = len(widths) - 1
 
     def types(u: int):
@@ -887,14 +959,27 @@ def count_masks(widths, searched_layers=None, symmetry: Symmetry = "orbits", nnz
 # --------------------------------------------------------------------------------------------
 def write_masks_parquet(path, widths, searched_layers=None, symmetry: Symmetry = "orbits", nnz=None, *,
                         ranks: tuple[int, int] | None = None, shard: tuple[int, int] | None = None,
-                        batch_size: int = 65536) -> dict[int, int]:
+                        batch_size: int = 65536, max_masks: int = MAX_WRITE) -> dict[int, int]:
     """Write the enumerated masks to a Parquet file; return ``{nnz: count}`` written.
 
     Columns: ``rank`` (global rank), ``nnz``, ``mask_bits`` and ``mask_shapes`` (as
     :func:`cubist.masks.pack_masks`, the result store's encoding) and ``orbit_key``
     (:func:`orbit_key`). The file metadata records widths, searched layers and symmetry.
+
+    The file is written atomically (a temporary beside ``path``, renamed onto it when complete:
+    a killed write leaves ``path`` as it was). A selection of more than ``max_masks`` masks is
+    refused before anything is written (select levels with ``nnz``, or ``ranks``/``shard``).
     """
+    from cubist.store import write_atomically
     widths, searched, symmetry = _check_args(widths, searched_layers, symmetry)
+    levels, offset = [], 0   # (nnz, first rank, count) from the closed-form counts: no table is built yet
+    for n, cnt in count_masks(widths, searched, symmetry).items():
+        levels.append((n, offset, cnt))
+        offset += cnt
+    selected = sum(hi - lo for _, _, lo, hi in _selection(levels, _nnz_filter(nnz), ranks, shard))
+    if selected > max_masks:
+        raise ValueError(f"widths {','.join(map(str, widths))}: {selected:,} {symmetry} masks to write, beyond the "
+                         f"limit of {max_masks:,} per file; select nnz levels or rank ranges (or count them only)")
     shapes = [[widths[l + 1], widths[l]] for l in range(len(widths) - 1)]
     schema = pa.schema([
         pa.field("rank", pa.int64()), pa.field("nnz", pa.int32()), pa.field("mask_bits", pa.binary()),
@@ -903,24 +988,28 @@ def write_masks_parquet(path, widths, searched_layers=None, symmetry: Symmetry =
         {"widths": list(widths), "searched_layers": list(searched), "symmetry": symmetry,
          "canonical_form": "lexicographically smallest row-major bit string under joint hidden-unit permutations"})})
     counts: Counter = Counter()
-    with pq.ParquetWriter(str(path), schema) as writer:
-        for rk, nz, masks in iter_mask_batches(widths, searched, symmetry, nnz, batch_size=batch_size,
-                                               ranks=ranks, shard=shard, with_ranks=True):
-            bits = _packed_rows(masks)
-            keys = _keys_from_canonical(masks if symmetry == "orbits" else canonical_mask(masks))
-            table = pa.table({
-                "rank": pa.array(rk, pa.int64()), "nnz": pa.array(nz, pa.int32()),
-                "mask_bits": pa.array(bits, pa.binary()),
-                "mask_shapes": pa.array([shapes] * len(rk), pa.list_(pa.list_(pa.int32()))),
-                "orbit_key": pa.array(keys, pa.binary()),
-            }, schema=schema)
-            writer.write_table(table)
-            counts.update(nz.tolist())
+
+    def write(tmp):
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for rk, nz, masks in iter_mask_batches(widths, searched, symmetry, nnz, batch_size=batch_size,
+                                                   ranks=ranks, shard=shard, with_ranks=True):
+                bits = _packed_rows(masks)
+                keys = _keys_from_canonical(masks if symmetry == "orbits" else canonical_mask(masks))
+                table = pa.table({
+                    "rank": pa.array(rk, pa.int64()), "nnz": pa.array(nz, pa.int32()),
+                    "mask_bits": pa.array(bits, pa.binary()),
+                    "mask_shapes": pa.array([shapes] * len(rk), pa.list_(pa.list_(pa.int32()))),
+                    "orbit_key": pa.array(keys, pa.binary()),
+                }, schema=schema)
+                writer.write_table(table)
+                counts.update(nz.tolist())
+
+    write_atomically(path, write)
     return dict(sorted(counts.items()))
 
 
 __all__ = [
-    "SYMMETRIES", "canonical_mask", "codes_to_masks", "count_masks", "enumerate_masks",
+    "SYMMETRIES", "canonical_mask", "codes_to_masks", "count_masks", "count_work", "enumerate_masks",
     "iter_mask_batches", "masks_to_codes", "orbit_key", "orbit_keys", "rank_ranges",
     "write_masks_parquet",
 ]

@@ -1,17 +1,103 @@
 """``cubist audit``: the report of result stores, and ``--quick``, a small end-to-end audit (a search,
-a few pruner sweeps, then the report) that the README's first command runs."""
+a few pruner sweeps, then the report) that the README's first command runs.
+
+The report is replaced as a whole (:func:`write_report_staged`): its files (``report.md``,
+``report.html``, the figures, the folders of a per-data-set report) are first written into a
+staging folder ``DIR/.audit-staging-PID-*``; when all are there, the reports this audit replaces are
+removed, the figures moved into place (each by an atomic rename) and the new reports moved in last.
+A killed audit therefore never leaves new figures beside an old report: before the swap ``DIR`` is
+as it was, during it ``DIR`` holds no report, after it the new report. Staging folders of dead
+audits are removed by the next audit into ``DIR``. Every flag is checked before any work: a bad
+``--out`` (an existing file, a path under a file) is found before ``--quick`` trains anything.
+"""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 from cubist.masks import dense_weight_count
 from cubist.stats import DEFAULT_TARGET
 from cubist.train import TrainConfig
 from cubist.report import tables as A
-from cubist.report.audit import (DEFAULT_MIN_RATE, DEFAULT_OUT, RATE, report_view, run_audit, text_table,
-                                 unreached_note)
+from cubist.report.audit import (DEFAULT_MIN_RATE, DEFAULT_OUT, RATE, report_view, text_table, unreached_note,
+                                 write_report)
 
 from .common import CubistError, add_target, command_help, csv, default_of, positive_int
+
+
+# -- the report, replaced as a whole -----------------------------------------------------------
+STAGING = ".audit-staging-"
+REPORT_NAMES = ("report.md", "report.html")
+
+
+def check_out_dir(path: str, flag: str = "--out") -> None:
+    """Fail before any work when ``path`` cannot be (or become) a directory to write into."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CubistError(f"{flag} {path} exists and is not a directory")
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise CubistError(f"cannot write {flag} {path}: {ancestor} is not a directory")
+    where = path if os.path.isdir(path) else ancestor
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise CubistError(f"cannot write {flag} {path}: permission denied")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_dead_staging(out_dir: str) -> None:
+    for name in os.listdir(out_dir):
+        pid = name[len(STAGING):].split("-")[0]
+        if name.startswith(STAGING) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+
+
+def _commit(staging: str, out_dir: str) -> None:
+    """Move the staged report into ``out_dir``: old reports out first, figures in, new reports last."""
+    files = [os.path.relpath(os.path.join(d, f), staging) for d, _, names in os.walk(staging) for f in names]
+    reports = sorted((f for f in files if os.path.basename(f) in REPORT_NAMES), key=lambda f: -f.count(os.sep))
+    for rel in reports:   # deepest first, so the top report (a per-data-set index) comes last
+        if os.path.isfile(os.path.join(out_dir, rel)):
+            os.remove(os.path.join(out_dir, rel))
+    for rel in [f for f in files if f not in reports] + reports:
+        os.makedirs(os.path.dirname(os.path.join(out_dir, rel)), exist_ok=True)
+        os.replace(os.path.join(staging, rel), os.path.join(out_dir, rel))
+
+
+def write_report_staged(df, targets, out_dir: str, **kw) -> dict:
+    """:func:`cubist.report.audit.write_report` into ``out_dir``, replacing its report as a whole
+    (see the module docstring); the returned ``files`` are the final paths."""
+    created = not os.path.exists(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    _remove_dead_staging(out_dir)
+    staging = tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=out_dir)
+    try:
+        report = write_report(df, targets, staging, **kw)
+        _commit(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not os.listdir(out_dir):   # a failed first audit leaves no empty folder
+            os.rmdir(out_dir)
+    report["files"] = [os.path.join(out_dir, os.path.relpath(f, staging)) for f in report["files"]]
+    return report
+
+
+def audit_stores(results, targets, out_dir: str, **kw) -> dict:
+    """Load the result stores (a bad one fails here, before anything is written), then write the
+    report (:func:`write_report_staged`)."""
+    results = [results] if isinstance(results, (str, os.PathLike)) else list(results)
+    df = A.load_results(results)
+    return write_report_staged(df, targets, out_dir, sources=results, **kw)
 
 
 # -- --quick ---------------------------------------------------------------------------------
@@ -41,16 +127,16 @@ def quick_sweeps(*, methods=QUICK_METHODS, widths=QUICK_WIDTHS, nnz=QUICK_NNZ, l
 def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = TrainConfig.epochs, target: float = DEFAULT_TARGET,
                     hidden=QUICK_HIDDEN, max_nnz: int | None = None, methods=QUICK_METHODS, widths=QUICK_WIDTHS,
                     nnz=QUICK_NNZ, lrs=(0.05,), schedules=("cosine",), seeds: int = 1, device: str = "auto",
-                    jobs: int = 1, quiet: bool = True, figures: bool = True, min_rate: float = DEFAULT_MIN_RATE,
-                    log=print) -> dict:
+                    jobs: int = 1, quiet: bool = True, figures: bool = True, formats=("png", "svg"),
+                    min_rate: float = DEFAULT_MIN_RATE, log=print) -> dict:
     """A small end-to-end audit into ``out_dir`` (results in ``out_dir/runs``, resumable).
 
     1. the search's phase 2 for ``hidden`` over the mask orbits, sparsest level first, until a
        level reaches ``target`` (or every level up to ``max_nnz``) (``search.phases.search_masks``)
        on the grid ``lrs x schedules x seeds``;
     2. each pruner of ``methods`` at each of ``widths`` and budgets ``nnz`` (``pruners.run_sweep``);
-    3. :func:`run_audit` on the result store (a report also when no run reached ``target``: it
-       says so, and the runs stay in ``out_dir/runs``).
+    3. the report of the result store (:func:`audit_stores`; a report also when no run reached
+       ``target``: it says so, and the runs stay in ``out_dir/runs``).
 
     Fewer ``epochs`` than the paper's 50 make every number an upper bound on what 50 give.
     """
@@ -67,7 +153,8 @@ def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = TrainConfig.epo
                             epochs=epochs, device=device):
         log(f"quick audit: prune {cfg.method} {A.widths_label(cfg.widths)} at {cfg.nnz}")
         pruners.run_sweep(cfg, store=store, progress=not quiet, threads=jobs)
-    return run_audit([store.path], [target], out_dir, methods=list(methods), figures=figures, min_rate=min_rate)
+    return audit_stores([store.path], [target], out_dir, methods=list(methods), figures=figures, formats=formats,
+                        min_rate=min_rate)
 
 
 # -- cubist audit ----------------------------------------------------------------------------
@@ -80,7 +167,7 @@ def add_parser(sub):
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report directory (default {DEFAULT_OUT})")
     p.add_argument("--methods", type=csv(), metavar="M[,M...]",
                    help="methods expected in the headline (missing ones are listed as 'no runs')")
-    formats = default_of(run_audit, "formats")
+    formats = default_of(write_report, "formats")
     p.add_argument("--formats", type=csv(str, choices=formats), default=list(formats),
                    help="figure formats (default png,svg)")
     p.add_argument("--min-rate", type=float, default=DEFAULT_MIN_RATE, metavar="Q",
@@ -91,30 +178,39 @@ def add_parser(sub):
     p.add_argument("--quick", action="store_true",
                    help="run a small search and pruner sweep first (into DIR/runs), then audit it")
     epochs = default_of(run_quick_audit, "epochs")
-    p.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs per run for --quick (default {epochs})")
-    p.add_argument("--quiet", action="store_true", help="--quick: no progress bars")
+    p.add_argument("--epochs", type=positive_int, help=f"--quick: epochs per run (default {epochs})")
+    p.add_argument("--quiet", action="store_true", default=None, help="--quick: no progress bars")
     device, jobs = default_of(run_quick_audit, "device"), default_of(run_quick_audit, "jobs")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=device, help="--quick: where torch runs")
-    p.add_argument("--jobs", type=positive_int, default=jobs, help=f"--quick: parallel workers / threads (default {jobs})")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"--quick: where torch runs (default {device})")
+    p.add_argument("--jobs", type=positive_int, help=f"--quick: parallel workers / threads (default {jobs})")
     p.set_defaults(func=_run)
+
+
+QUICK_ONLY = ("epochs", "quiet", "device", "jobs")   # flags of --quick (None unless given)
 
 
 def _run(args):
     if not 0 < args.min_rate <= 1:
         raise CubistError(f"--min-rate {args.min_rate:g} is not a success rate in (0, 1]")
+    check_out_dir(args.out)
     if args.quick:
         if args.results:
             raise CubistError("--quick writes its own results; give no RESULTS")
         if len(args.target) > 1:
             raise CubistError("--quick audits one --target")
-        report = run_quick_audit(args.out, epochs=args.epochs, target=args.target[0], device=args.device,
-                                 jobs=args.jobs, figures=not args.no_figures, quiet=args.quiet,
-                                 min_rate=args.min_rate, log=print)
+        if args.methods:
+            raise CubistError(f"--methods selects methods of RESULTS; --quick runs its own ({', '.join(QUICK_METHODS)})")
+        given = {k: getattr(args, k) for k in ("epochs", "device", "jobs") if getattr(args, k) is not None}
+        report = run_quick_audit(args.out, target=args.target[0], quiet=bool(args.quiet), figures=not args.no_figures,
+                                 formats=args.formats, min_rate=args.min_rate, log=print, **given)
     else:
+        given = [k for k in QUICK_ONLY if getattr(args, k) is not None]
+        if given:
+            raise CubistError(f"--{given[0]} applies only with --quick (it sets how --quick trains)")
         if not args.results:
             raise CubistError("give at least one RESULTS directory (or --quick)")
-        report = run_audit(args.results, args.target, args.out, methods=args.methods,
-                           figures=not args.no_figures, formats=args.formats, min_rate=args.min_rate)
+        report = audit_stores(args.results, args.target, args.out, methods=args.methods,
+                              figures=not args.no_figures, formats=args.formats, min_rate=args.min_rate)
     unreached = set(report.get("unreached", ()))
     for key, tables in report["tables"].items():
         label, t = key if isinstance(key, tuple) else (None, key)

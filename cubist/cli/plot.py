@@ -31,26 +31,41 @@ def add_parser(sub):
     p.set_defaults(func=_run_plot)
 
 
+#: The largest figure drawn, in pixels (an RGBA canvas of 400 MB); Agg also caps each side.
+MAX_PIXELS = 100_000_000
+MAX_SIDE = 65_535
+
+
+def check_canvas(n_runs: int, n_pictures: int, dpi: int) -> None:
+    """Fail before drawing when the figure of ``n_runs`` x ``n_pictures`` panels at ``dpi`` is too big."""
+    inches = default_of(plot_runs, "panel_inches")
+    w, h = round(inches * n_runs * dpi), round(inches * n_pictures * dpi)
+    if w * h > MAX_PIXELS or max(w, h) > MAX_SIDE:
+        raise CubistError(f"--dpi {dpi} with {n_runs} run{'s' if n_runs != 1 else ''} and {n_pictures} "
+                          f"picture{'s' if n_pictures != 1 else ''} each makes a {w} x {h} pixel figure, beyond "
+                          f"{MAX_PIXELS:,} pixels or {MAX_SIDE} a side; lower --dpi or draw fewer runs or --what")
+
+
 def _run_plot(args):
     try:
         paths = output_paths(args.out, args.formats)
     except ValueError as e:
-        raise CubistError(str(e))
+        raise CubistError(f"--out: {e}")
     for path in paths:
         check_writable_file(path)
+    if args.best and not args.method:
+        raise CubistError("--best needs --method (e.g. --method imp,search)")
+    if not args.best and (args.method or args.widths):
+        raise CubistError("--method and --widths select runs only with --best")
+    n_runs = len(args.method) if args.best else len(args.run_id)
+    check_canvas(n_runs, len(args.what), args.dpi)
     from cubist.report.tables import best_run, load_results, select_runs
     df = load_results(args.results)
     if args.best:
-        if not args.method:
-            raise CubistError("--best needs --method (e.g. --method imp,search)")
         rows = [best_run(df, m, args.target, widths=args.widths) for m in args.method]
     else:
-        if args.method or args.widths:
-            raise CubistError("--method and --widths select runs only with --best")
         rows = [r for _, r in select_runs(df, args.run_id).iterrows()]
     fig = plot_runs(rows, args.what, dpi=args.dpi)
     for path in save_figure(fig, args.out, args.formats):
         print(f"wrote {path}")
     return 0
-
-
