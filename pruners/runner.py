@@ -88,6 +88,9 @@ class SweepConfig:
             raise ValueError(f"learning rates must be positive, got {self.lrs}")
         if self.seeds < 1 or self.epochs < 1 or self.batch_size < 1 or self.subsample < 1 or self.chunk < 0:
             raise ValueError("seeds, epochs, batch_size and subsample must be >= 1, chunk >= 0")
+        if not 0 <= self.momentum < 1 or not self.weight_decay >= 0:
+            raise ValueError(f"need momentum in [0, 1) and weight_decay >= 0, got {self.momentum} and "
+                             f"{self.weight_decay}")
         data_config(self)  # validates the data set, its recipe and held-out kind
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}; choose from {', '.join(ENGINES)}")

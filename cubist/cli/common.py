@@ -23,6 +23,10 @@ class CubistError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)   # `--heldout` must never be read as `--heldout-noise`
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, no usage dump
         raise CubistError(f"{message} (see '{self.prog} --help')")
 
@@ -374,6 +378,23 @@ def check_writable_file(path: str) -> None:
         raise CubistError(f"cannot write {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise CubistError(f"cannot write {path}: permission denied")
+
+
+MAX_SEEDS = 10_000          # inits per grid point a command accepts (the paper: a handful)
+MAX_WIDTH = 1024            # units per layer a command accepts (the paper's widest: 256)
+MAX_RUNS = 50_000_000       # runs one sweep may plan (the paper's whole study: 485,838)
+
+
+def check_at_most(value: int, limit: int, flag: str, what: str = "") -> None:
+    """A one-line error naming ``flag`` when ``value`` exceeds ``limit``."""
+    if value > limit:
+        raise CubistError(f"{flag} {value}{what} is above the limit {limit:,}")
+
+
+def check_widths_arg(widths, flag: str = "--widths") -> None:
+    """Every width a positive count of at most :data:`MAX_WIDTH` units."""
+    for w in widths:
+        check_at_most(int(w), MAX_WIDTH, flag, " (units in a layer)")
 
 
 def check_store_dir(path: str, flag: str = "--out") -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from .common import (CubistError, add_common, add_target, check_store_dir, command_help, config_flags, config_from_args,
-                     csv, given_fields, positive_int, sweep_backend, union_flags)
+from .common import (MAX_SEEDS, add_common, add_target, check_at_most, check_store_dir, check_widths_arg,
+                     command_help, config_flags, config_from_args, csv, CubistError, given_fields, positive_int,
+                     sweep_backend, union_flags)
 
 
 def add_parser(sub) -> None:
@@ -68,6 +69,11 @@ def _run(args) -> int:
     from cubist.store import ResultStore
 
     from pruners.runner import build_runs, load_data, run_sweep
+    check_at_most(args.seeds, MAX_SEEDS, "--seeds")
+    if args.width is not None:
+        check_widths_arg([args.width], "--width")
+    if args.widths is not None:
+        check_widths_arg(args.widths)
     cfg = sweep_config_from_args(args)
     check_store_dir(args.out)
     if args.backend != "loky" and args.device == "cuda":

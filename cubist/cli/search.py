@@ -1,8 +1,9 @@
 """``cubist search``: phase 1 (``widths``), phase 2 (``masks``), ``enumerate`` and ``init``."""
 from __future__ import annotations
 
-from .common import (CubistError, accuracy, add_common, add_target, check_store_dir, check_writable_file, command_help,
-                     config_flags, config_from_args, csv, default_of, field_argument, number, positive_int,
+from .common import (MAX_RUNS, MAX_SEEDS, MAX_WIDTH, accuracy, add_common, add_target, check_at_most,
+                     check_store_dir, check_widths_arg, check_writable_file, command_help, config_flags,
+                     config_from_args, csv, CubistError, default_of, field_argument, number, positive_int,
                      sweep_backend)
 
 
@@ -125,6 +126,7 @@ def _check_sweep(args):
     """What a search phase checks before any work: the device and the store."""
     if args.device == "cuda":
         raise CubistError("the search engine runs on the CPU (numba); use --device auto or cpu")
+    check_at_most(args.seeds, MAX_SEEDS, "--seeds")
     check_store_dir(args.out)
 
 
@@ -134,6 +136,9 @@ def _run_widths(args):
     from search.phases import search_widths
     grid, data = _grid(args), _data(args)
     _check_sweep(args)
+    check_at_most(args.max_width, MAX_WIDTH, "--max-width")
+    archs = max(args.max_width - args.min_width + 1, 0) ** args.depth
+    check_at_most(archs * len(grid.points()), MAX_RUNS, "--max-width/--depth", " runs")
     with sweep_backend(args) as jobs:
         res = search_widths(args.target, grid, store=ResultStore(args.out), data=data, max_width=args.max_width,
                             min_width=args.min_width, depth=args.depth, jobs=jobs, quiet=args.quiet)
@@ -158,6 +163,14 @@ def _run_masks(args):
     symmetry = args.symmetry or ("labelled" if init is not None else "orbits")
     grid, adaptive, data = _grid(args), _adaptive(args), _data(args)
     _check_sweep(args)
+    check_widths_arg(args.widths)
+    if args.max_nnz is not None:
+        from search.enumerate import count_masks
+        widths = (data.X.shape[1], *args.widths, 1)
+        levels = count_masks(widths, symmetry=symmetry)
+        if levels and min(levels) > args.max_nnz:
+            raise CubistError(f"the sparsest level of widths {','.join(map(str, widths))} has {min(levels)} weights, "
+                              f"above --max-nnz {args.max_nnz}: nothing to train")
     with sweep_backend(args) as jobs:
         res = search_masks(args.widths, args.target, grid, store=ResultStore(args.out), data=data,
                            symmetry=symmetry, init=init, exhaustive=args.exhaustive, max_nnz=args.max_nnz,
@@ -194,7 +207,14 @@ def _run_enumerate(args):
 
 
 def _run_init(args):
+    from cubist.model import check_widths
     from search.phases import save_init
+    check_writable_file(args.out)
+    check_widths_arg(args.widths)
+    try:
+        check_widths(args.widths)
+    except ValueError as e:
+        raise CubistError(f"--widths: {e}")
     save_init(args.out, args.widths, args.seed)
     print(f"wrote {args.out}")
     return 0
