@@ -83,10 +83,9 @@ def _run(args) -> int:
     done_before = len(store.done()) if os.path.isdir(args.out) else 0
     with sweep_backend(args) as jobs:
         rows = run_sweep(cfg, store=store, progress=not args.quiet, threads=1, jobs=jobs)
-    if not args.quiet:
-        skipped = total - len(rows)
-        reached = int(reached_target([np.nan if r["train_acc"] is None else r["train_acc"] for r in rows],
-                                     [r["diverged"] for r in rows], args.target).sum())
-        print(f"prune {cfg.method}: {len(rows)} runs done, {skipped} already stored"
-              f" ({done_before} rows in {args.out} before); {reached} reached {args.target:g} train accuracy")
+    skipped = total - len(rows)   # the summary also with --quiet, which only hides the progress bar
+    reached = int(reached_target([np.nan if r["train_acc"] is None else r["train_acc"] for r in rows],
+                                 [r["diverged"] for r in rows], args.target).sum())
+    print(f"prune {cfg.method}: {len(rows)} runs done, {skipped} already stored"
+          f" ({done_before} rows in {args.out} before); {reached} reached {args.target:g} train accuracy")
     return 0
