@@ -16,7 +16,17 @@ asks the method's config; it never reads a procedure's fields.
 
 One row per run (:func:`cubist.store.make_row`, kind ``prune``): the method's hyper-parameters
 in ``params``, ``target_nnz = F``, metrics on the training set and the held-out set, the mask
-and the final (masked) weights. Runs whose id is already in the store are skipped.
+and the final (masked) weights.
+
+Resume, bit for bit. A batched model's replicas share their matrix products, so a run's last
+bits depend on the chunk that trains it. The chunks are therefore planned from every run of the
+configuration (:func:`build_runs`, then :func:`sweep_chunks`: a function of the configuration,
+the device type and ``jobs`` alone), never from what the store already holds. A resume skips
+the chunks whose runs are all stored and trains every other chunk whole, as planned: its stored
+runs are trained again beside the missing ones (and not written again), so every row equals the
+uninterrupted sweep's bit for bit. An uninterrupted sweep is chunked as before this rule. To
+resume bit for bit, resume with the same ``chunk``, device type and ``jobs`` (as ``cubist prune
+--jobs``; a cluster backend cuts its chunks as ``jobs`` loky workers would).
 """
 from __future__ import annotations
 
@@ -222,6 +232,16 @@ def plan_chunks(cfg: SweepConfig, runs: list[Run], device: torch.device) -> list
     return chunks
 
 
+def sweep_chunks(cfg: SweepConfig, runs: list[Run], device: torch.device, jobs: int = 1) -> list[list[Run]]:
+    """The chunks of a sweep of ``runs`` (all of its configuration's runs, :func:`build_runs`) with
+    ``jobs`` workers: :func:`plan_chunks`, with chunks cut small enough that every worker has
+    one when ``jobs > 1``. A function of the configuration, the device type and ``jobs`` only."""
+    if jobs > 1 and runs:
+        size = cfg.chunk or default_chunk(device)
+        cfg = dataclasses.replace(cfg, chunk=max(1, min(size, math.ceil(len(runs) / jobs))))
+    return plan_chunks(cfg, runs, device)
+
+
 def epochs_per_run(cfg: SweepConfig, run: Run) -> int:
     return cfg.method_config().total_epochs(cfg.epochs, cfg.layer_weights(), run.target)
 
@@ -310,18 +330,16 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
     data = load_data(cfg)
     check_feasible(cfg, data)
     runs = build_runs(cfg, data)
-    if store is not None:
-        done = store.done()
-        runs = [r for r in runs if r.run_id not in done]
     jobs = max(1, int(jobs)) if device.type == "cpu" and (cfg.engine == "batched" or cluster) else 1
+    chunks = sweep_chunks(cfg, runs, device, jobs)  # from every run of the sweep, whatever is stored
+    pool = min(jobs, len(chunks)) > 1  # workers train the chunks (decided by the whole plan, too)
+    missing = {r.run_id for r in runs}
+    if store is not None:
+        missing -= store.done()
+        chunks = [c for c in chunks if any(r.run_id in missing for r in c)]
+    jobs = max(1, min(jobs, len(chunks)))
+    runs = [r for c in chunks for r in c]  # what is trained: every chunk with a missing run, whole
     remote = cluster and bool(runs)
-    if jobs > 1 and runs:
-        size = cfg.chunk or default_chunk(device)
-        cfg_split = dataclasses.replace(cfg, chunk=max(1, min(size, math.ceil(len(runs) / jobs))))
-        chunks = plan_chunks(cfg_split, runs, device)
-        jobs = min(jobs, len(chunks))
-    else:
-        chunks = plan_chunks(cfg, runs, device)
     bar = None
     if progress and runs:
         from tqdm import tqdm
@@ -331,10 +349,11 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
     all_rows = []
     writer = StoreWriter(store, flush_every=1) if store is not None else None
     try:
-        if jobs > 1 or remote:
+        if (pool or remote) and runs:
             for rows in map_unordered(_worker, ((cfg, chunk, threads or 1) for chunk in chunks), jobs):
                 if bar is not None:
                     bar.update(len(rows))
+                rows = [r for r in rows if r["run_id"] in missing]  # stored runs retrained, not written again
                 all_rows += rows
                 if writer is not None:
                     writer.add(rows)
@@ -354,6 +373,7 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
             if bar is not None:  # diverged plain runs stop early: settle the count exactly
                 bar.n = base + len(chunk)
                 bar.refresh()
+            rows = [r for r in rows if r["run_id"] in missing]  # stored runs retrained, not written again
             all_rows += rows
             if writer is not None:
                 writer.add(rows)

@@ -1,0 +1,154 @@
+"""Resumed pruner sweeps equal uninterrupted ones bit for bit (issue 11, item 7 / defect 12).
+
+The chunks of a sweep are planned from every run of its configuration; a resume trains every
+chunk that still has a missing run whole (pruners.runner's module docstring).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pruners.runner as runner
+from cubist.store import ResultStore
+from pruners.runner import SweepConfig, build_runs, load_data, run_sweep, sweep_chunks
+
+# what may differ between two trainings of one run: when and how long
+VOLATILE = {"created_at", "wall_time_s"}
+
+
+def small(**kw) -> SweepConfig:
+    base = dict(method="gmp", method_params={"prune_steps": 2}, widths=(2, 4, 4, 1), nnz=(12, 20), lrs=(0.05, 0.2),
+                schedules=("cosine", "constant"), seeds=2, epochs=2, subsample=40, chunk=3, device="cpu")
+    base.update(kw)
+    return SweepConfig(**base)
+
+
+def rows_by_id(store: ResultStore) -> dict[str, dict]:
+    table = store.table()
+    ids = table.column("run_id").to_pylist()
+    assert len(ids) == len(set(ids)), "a run stored twice"
+    return {r["run_id"]: r for r in table.to_pylist()}
+
+
+def assert_same_rows(got: dict, want: dict) -> None:
+    assert sorted(got) == sorted(want)
+    for rid, row in want.items():
+        for col, value in row.items():
+            if col in VOLATILE:
+                continue
+            assert got[rid][col] == value, f"run {rid}: {col} differs ({got[rid][col]!r} != {value!r})"
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after(monkeypatch, k: int) -> None:
+    """run_chunk raises on its (k+1)-th call: the sweep stops after k chunks."""
+    real, calls = runner.run_chunk, [0]
+
+    def chunk(*a, **kw):
+        if calls[0] == k:
+            raise Interrupted
+        calls[0] += 1
+        return real(*a, **kw)
+    monkeypatch.setattr(runner, "run_chunk", chunk)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    cfg = small()
+    store = ResultStore(str(tmp_path_factory.mktemp("a")))
+    run_sweep(cfg, store=store)
+    rows = rows_by_id(store)
+    assert len(rows) == len(build_runs(cfg, load_data(cfg))) == 16
+    return cfg, rows
+
+
+def test_several_chunks(reference):
+    cfg, _ = reference
+    chunks = sweep_chunks(cfg, build_runs(cfg, load_data(cfg)), torch.device("cpu"))
+    assert len(chunks) >= 4 and all(len(c) <= 3 for c in chunks)
+
+
+def test_resume_after_a_stop_equals_the_uninterrupted_sweep(reference, tmp_path, monkeypatch):
+    cfg, want = reference
+    store = ResultStore(str(tmp_path / "b"))
+    interrupt_after(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        run_sweep(cfg, store=store)
+    monkeypatch.undo()
+    assert 0 < len(store.done()) < len(want)
+    new = run_sweep(cfg, store=ResultStore(store.path))
+    assert len(new) == len(want) - 6
+    assert_same_rows(rows_by_id(ResultStore(store.path)), want)
+
+
+def test_resume_with_scattered_stored_runs_equals_the_uninterrupted_sweep(reference, tmp_path, monkeypatch):
+    """Every other run stored (so every chunk is partly stored): the resume retrains the chunks
+    whole, writes only the missing rows, and they equal the uninterrupted sweep's."""
+    cfg, want = reference
+    store = ResultStore(str(tmp_path / "b"))
+    ids = sorted(want)
+    store.write([want[rid] for rid in ids[::2]])
+    trained = []
+    real = runner.run_chunk
+
+    def chunk(c, runs, *a, **kw):
+        trained.append([r.run_id for r in runs])
+        return real(c, runs, *a, **kw)
+    monkeypatch.setattr(runner, "run_chunk", chunk)
+    new = run_sweep(cfg, store=store)
+    assert sorted(r["run_id"] for r in new) == sorted(ids[1::2])
+    plan = [[r.run_id for r in c] for c in sweep_chunks(cfg, build_runs(cfg, load_data(cfg)), torch.device("cpu"))]
+    assert all(c in plan for c in trained)  # only planned chunks, whole
+    assert_same_rows(rows_by_id(ResultStore(store.path)), want)
+
+
+def test_resume_of_a_sub_sweep_equals_the_uninterrupted_sweep(reference, tmp_path):
+    """A store that holds one lr's runs (a smaller sweep, chunked its own way) is completed into
+    the whole sweep's rows: the stored rows stay, the new ones equal the uninterrupted sweep's."""
+    cfg, want = reference
+    store = ResultStore(str(tmp_path / "b"))
+    run_sweep(small(lrs=(0.2,)), store=store)
+    before = rows_by_id(store)
+    run_sweep(cfg, store=store)
+    got = rows_by_id(ResultStore(store.path))
+    assert sorted(got) == sorted(want)
+    assert_same_rows({k: v for k, v in got.items() if k not in before}, {k: v for k, v in want.items()
+                                                                          if k not in before})
+
+
+def test_chunk_plan_does_not_depend_on_the_store(reference, tmp_path, monkeypatch):
+    """What a resume trains is a subset of the uninterrupted sweep's chunks, whatever is stored."""
+    cfg, want = reference
+    plan = [[r.run_id for r in c] for c in sweep_chunks(cfg, build_runs(cfg, load_data(cfg)), torch.device("cpu"))]
+    assert sorted(rid for c in plan for rid in c) == sorted(want)
+    trained = []
+
+    def chunk(c, runs, *a, **kw):
+        trained.append([r.run_id for r in runs])
+        return [{"run_id": r.run_id} for r in runs]
+    monkeypatch.setattr(runner, "run_chunk", chunk)
+    ids = sorted(want)
+    for i, stored in enumerate((ids[:5], ids[3::4], [plan[1][0]], plan[0] + plan[2])):
+        store = ResultStore(str(tmp_path / f"s{i}"))
+        store.write([want[rid] for rid in stored])
+        trained.clear()
+        new = run_sweep(cfg, store=store)
+        assert sorted(r["run_id"] for r in new) == sorted(set(ids) - set(stored))
+        assert trained == [c for c in plan if set(c) - set(stored)]
+
+
+@pytest.mark.slow
+def test_resume_with_workers_equals_the_uninterrupted_sweep(tmp_path):
+    """jobs=2 (loky workers): the plan is cut for two workers from all runs, on resume too."""
+    cfg = small(chunk=0)
+    a = ResultStore(str(tmp_path / "a"))
+    run_sweep(cfg, store=a, jobs=2, threads=1)
+    want = rows_by_id(a)
+    b = ResultStore(str(tmp_path / "b"))
+    ids = sorted(want)
+    b.write([want[rid] for rid in ids[:3]])
+    run_sweep(cfg, store=b, jobs=2, threads=1)
+    assert_same_rows(rows_by_id(ResultStore(b.path)), want)
