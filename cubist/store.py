@@ -31,9 +31,17 @@ without moving anything (``cubist store check``).
 
 One row per run. Sweeps resume by skipping the run ids in :meth:`ResultStore.done`, and
 :meth:`ResultStore.write` skips rows whose run id is already stored (or repeated in the call).
-Two writers racing on the same run can still both store it: :meth:`ResultStore.load` keeps the
-first copy, and :meth:`ResultStore.drop_duplicates` (``cubist store repair``) or
-:meth:`ResultStore.compact` leave one row per run for every reader of the glob.
+Two sweeps into one store do not both train a run: a sweep claims each chunk of work before it
+trains it (:meth:`ResultStore.claim`): an exclusive lock (``flock``) on ``DIR/_claims/<key>.lock``
+(:data:`CLAIMS`), held by the claiming process until the chunk's rows are stored, then removed.
+The kernel drops the lock of a process that dies, so a killed sweep's claims go stale at once and
+no timeout is needed; a claimant that finds a chunk claimed leaves it for later, then waits for
+it and trains whatever is still missing once it has the claim. On a filesystem without working
+locks (some network filesystems) a claim always succeeds and only the deduplication below
+remains. Writers racing on the same run without claims can still both store it:
+:meth:`ResultStore.load` keeps the first copy, and :meth:`ResultStore.drop_duplicates`
+(``cubist store repair``) or :meth:`ResultStore.compact` leave one row per run for every reader
+of the glob.
 """
 from __future__ import annotations
 
@@ -54,6 +62,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+try:
+    import fcntl
+except ImportError:                 # no flock (Windows): claims always succeed
+    fcntl = None
 
 from .version import __version__
 from .masks import pack_masks, unpack_masks
@@ -221,6 +234,7 @@ FORMAT = "1"                      # the store format recorded in every shard (``
 FORMAT_KEY, DIGEST_KEY = b"cubist.store", b"cubist.sha256"
 SHARD_GLOB = "part-*.parquet"     # the store's shards; every other file in the directory is ignored
 QUARANTINE = "_quarantine"        # where damaged and foreign shards are moved
+CLAIMS = "_claims"                # the locks of chunks being trained (ResultStore.claim)
 STALE_TMP_S = 600.0               # a temporary this old is left by a dead writer, whoever wrote it
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:48] or "host"
 # .part-<ns>-<pid>-<hex>.parquet[.<host>].tmp (shards written before checksums name no host)
@@ -406,6 +420,30 @@ class StoreReport:
         return len(left) + len(self.newer) + bool(self.duplicate_rows) + sum(t.stale for t in self.temporaries)
 
 
+
+class Claim:
+    """A held claim (:meth:`ResultStore.claim`); :meth:`release` once the claimed rows are stored."""
+
+    def __init__(self, path: str | None, fd: int | None):
+        self.path, self.fd = path, fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)    # while still locked: a newcomer then locks a fresh file
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
 class ResultStore:
     """A directory of Parquet shards (``part-*.parquet``) sharing :data:`SCHEMA`.
 
@@ -549,6 +587,40 @@ class ResultStore:
         """Paths of the usable shards (checked; bad ones are reported and, healing, moved)."""
         return [path for path, _ in self._read(data=False)]
 
+    # -- claims -------------------------------------------------------------------------------
+    def claim(self, key: str, *, wait: bool = False, poll_s: float = 0.5) -> Claim | None:
+        """Claim ``key`` (a chunk of work) for this process: a :class:`Claim`, or None when a live
+        process holds it (``wait``: poll until it is free). See the module docstring."""
+        if fcntl is None or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+            if fcntl is None:
+                return Claim(None, None)
+            raise ValueError(f"bad claim key {key!r}")
+        folder = os.path.join(self.path, CLAIMS)
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{key}.lock")
+        while True:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if not wait:
+                    return None
+                time.sleep(poll_s)
+                continue
+            except OSError:         # no locks here: claims cannot exclude, write() still dedupes
+                os.close(fd)
+                return Claim(None, None)
+            try:                    # the file we locked may have been released (unlinked) meanwhile
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{_HOST} {os.getpid()} {time.time():.0f}\n".encode())
+                return Claim(path, fd)
+            os.close(fd)
+
     # -- writing ------------------------------------------------------------------------------
     def write(self, rows: list[dict]) -> str | None:
         """Write rows as one new shard, atomically; returns its path (None when nothing is new).
@@ -685,7 +757,7 @@ class ResultStore:
         report.temporaries = self.temporaries()
         shards = set(self._candidates())
         report.stray = [e.name for e in self._entries()
-                        if e.name not in shards and e.name != QUARANTINE
+                        if e.name not in shards and e.name not in (QUARANTINE, CLAIMS)
                         and not (e.name.startswith(".part-") and e.name.endswith(".tmp"))]
         folder = os.path.join(self.path, QUARANTINE)
         report.quarantined = len(os.listdir(folder)) if os.path.isdir(folder) else 0

@@ -27,6 +27,13 @@ runs are trained again beside the missing ones (and not written again), so every
 uninterrupted sweep's bit for bit. An uninterrupted sweep is chunked as before this rule. To
 resume bit for bit, resume with the same ``chunk``, device type and ``jobs`` (as ``cubist prune
 --jobs``; a cluster backend cuts its chunks as ``jobs`` loky workers would).
+
+Two sweeps into one store. Before a chunk is trained the sweep claims it in the store
+(:meth:`cubist.store.ResultStore.claim`, keyed by :func:`chunk_key`, released once its rows are
+written) and checks the store again; a chunk another live sweep holds is left for later, and
+once the rest is done the sweep waits for each such claim and trains what is still missing. So
+two identical sweeps started at once share the work, each run trained once, and both return
+with every run stored (a sweep killed meanwhile loses its claims at once: the other trains them).
 """
 from __future__ import annotations
 
@@ -242,6 +249,13 @@ def sweep_chunks(cfg: SweepConfig, runs: list[Run], device: torch.device, jobs: 
     return plan_chunks(cfg, runs, device)
 
 
+def chunk_key(chunk) -> str:
+    """The claim key of a chunk (:meth:`cubist.store.ResultStore.claim`): a hash of its run ids."""
+    import hashlib
+    ids = sorted(r if isinstance(r, str) else r.run_id for r in chunk)
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24]
+
+
 def epochs_per_run(cfg: SweepConfig, run: Run) -> int:
     return cfg.method_config().total_epochs(cfg.epochs, cfg.layer_weights(), run.target)
 
@@ -348,38 +362,82 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
                    bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}<{remaining}, {rate_fmt}]")
     all_rows = []
     writer = StoreWriter(store, flush_every=1) if store is not None else None
+    held: dict[str, object] = {}  # chunk key -> this sweep's claim (released once its rows are stored)
+
+    def take(chunk, wait: bool) -> str:
+        """Claim a chunk: "train", "busy" (another sweep holds it) or "done" (stored meanwhile)."""
+        if store is None:
+            return "train"
+        key = chunk_key(chunk)
+        claim = store.claim(key, wait=wait)
+        if claim is None:
+            return "busy"
+        missing.difference_update(store.done())  # what another sweep stored meanwhile
+        if not any(r.run_id in missing for r in chunk):
+            claim.release()
+            if bar is not None:
+                bar.update(len(chunk))
+            return "done"
+        held[key] = claim
+        return "train"
+
+    def store_rows(rows, key=None) -> None:
+        nonlocal all_rows
+        rows = [r for r in rows if r["run_id"] in missing]  # stored runs retrained, not written again
+        all_rows += rows
+        if writer is not None:
+            writer.add(rows)
+            writer.flush()
+        claim = held.pop(key, None)
+        if claim is not None:
+            claim.release()
+
     try:
-        if (pool or remote) and runs:
-            for rows in map_unordered(_worker, ((cfg, chunk, threads or 1) for chunk in chunks), jobs):
-                if bar is not None:
-                    bar.update(len(rows))
-                rows = [r for r in rows if r["run_id"] in missing]  # stored runs retrained, not written again
-                all_rows += rows
-                if writer is not None:
-                    writer.add(rows)
-            chunks = []
-        for chunk in chunks:
-            epochs_total = epochs_per_run(cfg, chunk[0])
-            base = bar.n if bar is not None else 0
-            credited = [0.0]
+        todo = chunks
+        for wait in (False, True):  # first what no other sweep holds, then wait for the rest
+            deferred = []
+            if (pool or remote) and runs:
+                def tasks(todo=todo, wait=wait, deferred=deferred):
+                    for chunk in todo:
+                        state = take(chunk, wait)
+                        if state == "train":
+                            yield cfg, chunk, threads or 1
+                        elif state == "busy":
+                            deferred.append(chunk)
+                for rows in map_unordered(_worker, tasks(), jobs):
+                    if bar is not None:
+                        bar.update(len(rows))
+                    store_rows(rows, chunk_key([r["run_id"] for r in rows]))
+            else:
+                for chunk in todo:
+                    state = take(chunk, wait)
+                    if state == "busy":
+                        deferred.append(chunk)
+                    if state != "train":
+                        continue
+                    epochs_total = epochs_per_run(cfg, chunk[0])
+                    base = bar.n if bar is not None else 0
+                    credited = [0.0]
 
-            def tick(n_runs, epochs_total=epochs_total, credited=credited, base=base, size=len(chunk)):
-                if bar is not None:  # fractional runs as epochs pass, never past the chunk
-                    credited[0] += n_runs / epochs_total
-                    bar.n = base + min(credited[0], size)
-                    bar.refresh()
+                    def tick(n_runs, epochs_total=epochs_total, credited=credited, base=base, size=len(chunk)):
+                        if bar is not None:  # fractional runs as epochs pass, never past the chunk
+                            credited[0] += n_runs / epochs_total
+                            bar.n = base + min(credited[0], size)
+                            bar.refresh()
 
-            rows = run_chunk(cfg, chunk, data, device, on_epoch=tick)
-            if bar is not None:  # diverged plain runs stop early: settle the count exactly
-                bar.n = base + len(chunk)
-                bar.refresh()
-            rows = [r for r in rows if r["run_id"] in missing]  # stored runs retrained, not written again
-            all_rows += rows
-            if writer is not None:
-                writer.add(rows)
+                    rows = run_chunk(cfg, chunk, data, device, on_epoch=tick)
+                    if bar is not None:  # diverged plain runs stop early: settle the count exactly
+                        bar.n = base + len(chunk)
+                        bar.refresh()
+                    store_rows(rows, chunk_key(chunk))
+            todo = deferred
+            if not todo:
+                break
     finally:
         if writer is not None:
             writer.flush()
+        for claim in held.values():
+            claim.release()
         if bar is not None:
             bar.close()
     return all_rows

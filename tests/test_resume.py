@@ -152,3 +152,79 @@ def test_resume_with_workers_equals_the_uninterrupted_sweep(tmp_path):
     b.write([want[rid] for rid in ids[:3]])
     run_sweep(cfg, store=b, jobs=2, threads=1)
     assert_same_rows(rows_by_id(ResultStore(b.path)), want)
+
+
+# -- two sweeps into one store (issue 11, item 3) -------------------------------------------------
+SWEEP = """
+import json, os, sys, time
+import pruners.runner as runner
+from pruners.runner import SweepConfig, run_sweep
+trained, real = [], runner.run_chunk
+def run_chunk(cfg, runs, *a, **kw):
+    trained.extend(r.run_id for r in runs)
+    return real(cfg, runs, *a, **kw)
+runner.run_chunk = run_chunk
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+cfg = SweepConfig(method="gmp", method_params={"prune_steps": 2}, widths=(2, 4, 4, 1), nnz=(12, 20),
+                  lrs=(0.05, 0.2), schedules=("cosine", "constant"), seeds=2, epochs=%d, subsample=40, chunk=2,
+                  device="cpu")
+rows = run_sweep(cfg, store=sys.argv[1], threads=1)
+print(json.dumps({"rows": [r["run_id"] for r in rows], "trained": trained}))
+"""
+
+
+def test_two_sweeps_at_once_train_every_run_once(tmp_path):
+    import json
+    import subprocess
+    import sys
+    out, go = str(tmp_path / "store"), tmp_path / "go"
+    code = SWEEP % 6
+    procs = [subprocess.Popen([sys.executable, "-c", code, out, str(go)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    go.touch()
+    got = []
+    for p in procs:
+        stdout, _ = p.communicate(timeout=300)
+        assert p.returncode == 0
+        got.append(json.loads(stdout.strip().splitlines()[-1]))
+    cfg = small(epochs=6, chunk=2)
+    ids = {r.run_id for r in build_runs(cfg, load_data(cfg))}
+    trained = [g["trained"] for g in got]
+    assert len(trained[0]) + len(trained[1]) == len(ids)   # every run trained once: by one sweep ...
+    assert set(trained[0]) | set(trained[1]) == ids
+    rows = [g["rows"] for g in got]
+    assert sorted(rows[0] + rows[1]) == sorted(ids)        # ... which returned it: nothing lost
+    table = ResultStore(out).table(["run_id"])
+    assert sorted(table.column("run_id").to_pylist()) == sorted(ids)  # one row per run
+    assert not list((tmp_path / "store" / "_claims").iterdir())      # every claim released
+
+
+HOLD = """
+import sys, time
+from cubist.store import ResultStore
+claim = ResultStore(sys.argv[1]).claim("k")
+print("held" if claim else "busy", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_claim_excludes_others_until_released_or_its_holder_dies(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    store = ResultStore(str(tmp_path))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, store.path, "60"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert store.claim("k") is None                     # a live holder excludes
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    claim = store.claim("k")                            # a dead holder's claim is gone at once
+    assert claim is not None
+    other = subprocess.run([sys.executable, "-c", HOLD, store.path, "0"], capture_output=True, text=True, timeout=60)
+    assert other.stdout.strip() == "busy"               # and ours excludes another process
+    claim.release()
+    again = store.claim("k", wait=True)
+    assert again is not None and store.claim("k") is None  # two claims in one process exclude too
+    again.release()
+    assert store.check().stray == []                    # the claims folder is the store's own
