@@ -4,11 +4,21 @@ core; nothing imports it).
 Every subcommand is a module of this package exposing ``add_parser(sub)`` (registering flags and
 ``func``), listed with its one-line help in :data:`cubist.cli.common.COMMANDS`; this module only
 assembles them and turns bad input into one line on stderr with exit status 2.
+
+Stops: SIGTERM and SIGINT (Ctrl-C) end a command with one line on stderr and exit status 143 or
+130 (128 + the signal). The signal unwinds the command (a local cluster it started is closed on
+the way), then this process's loky workers are killed (:func:`cubist.dispatch.stop_workers`).
+Rows of finished chunks are already in the store (the driver writes each chunk as it returns),
+so the same command resumes. A chunk trained in this process (``--jobs 1``) is stopped when it
+returns to Python (numba does not see signals). After ``kill -9`` the workers see their driver
+gone and exit (:func:`cubist.dispatch._watch_driver`).
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import warnings
 
 from cubist.version import __version__
 
@@ -41,7 +51,63 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(BaseException):
+    """A stop signal (SIGTERM, SIGINT) received by the command; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def _install_stop_handlers() -> dict:
+    """SIGTERM and SIGINT raise :class:`Stopped` (main thread only); returns the previous handlers."""
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old[sig] = signal.signal(sig, _raise_stopped)
+        except (ValueError, OSError):  # not the main thread: leave the signals alone
+            pass
+    return old
+
+
+def _stopped(signum: int) -> int:
+    """Kill the workers, say so in one line; the exit status 128 + signum."""
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal does not interrupt the cleanup
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
+    from cubist.dispatch import stop_workers
+    stop_workers()
+    name = signal.Signals(signum).name
+    print(f"cubist: stopped by {name}; finished results are stored, rerun to resume", file=sys.stderr, flush=True)
+    return 128 + signum
+
+
 def main(argv=None) -> int:
+    old = _install_stop_handlers()
+    # a stop cancels the chunks in flight on purpose: joblib's warning about them is no news
+    warnings.filterwarnings("ignore", message=r"\d+ tasks which were still being processed by the workers",
+                            category=UserWarning)
+    try:
+        return _main(argv)
+    except Stopped as e:
+        return _stopped(e.signum)
+    except KeyboardInterrupt:  # SIGINT before the handlers (or a handler someone else installed)
+        return _stopped(signal.SIGINT)
+    finally:
+        for sig, handler in old.items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError, TypeError):
+                pass
+
+
+def _main(argv=None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(argv)
@@ -56,9 +122,6 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as e:
         print(f"cubist: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("cubist: interrupted (finished results are stored; rerun to resume)", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":
