@@ -359,7 +359,7 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
         from tqdm import tqdm
         bar = tqdm(total=len(runs), unit="run", dynamic_ncols=True, smoothing=0.1,
                    desc=f"prune {cfg.method} ({cfg.engine}, {device.type})",
-                   bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}<{remaining}, {rate_fmt}]")
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total} runs [{elapsed}<{remaining}, {rate_fmt}]")
     all_rows = []
     writer = StoreWriter(store, flush_every=1) if store is not None else None
     held: dict[str, object] = {}  # chunk key -> this sweep's claim (released once its rows are stored)
