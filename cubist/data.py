@@ -122,7 +122,7 @@ class Dataset:
     @classmethod
     def spiral(cls, heldout: str = "between", **params) -> "Dataset":
         """The Cubist Spiral (``params``: fields of :class:`cubist.spiral.SpiralRecipe`)."""
-        return DataConfig("spiral", heldout, tuple(sorted(params.items()))).build()
+        return cls.named("spiral", heldout, **params)
 
     @classmethod
     def named(cls, name: str = DEFAULT_DATA, heldout: str = "between", **params) -> "Dataset":
