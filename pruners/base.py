@@ -27,7 +27,9 @@ How to add a method
    :meth:`Method.after_epoch` (per-replica train accuracy in ``stats``),
    :meth:`Method.after_prune` (adjust masks after a pruning event, keeping the counts) and
    :meth:`Method.finalize` (collapse the reparametrisation into the raw weight before the final
-   prune to the target count).
+   prune to the target count). Methods of the ``dynamic`` procedure also give
+   :meth:`Method.grow_scores` (and may override :meth:`Method.drop_scores`, default ``|w|``);
+   :meth:`Method.after_update` sees every mask update (:class:`MaskUpdate`).
 4. Put the class in a module ``pruners/methods*.py`` (e.g. ``pruners/methods_reparam.py``):
    :func:`load_methods` imports every such module, so the method appears in :data:`METHODS`,
    in ``cubist prune --method`` and in :func:`pruners.run_sweep`.
@@ -44,6 +46,11 @@ Procedures (``Method.procedure``; implemented once in :mod:`pruners.procedures`)
 - ``"gradual"``: prune on the cubic schedule during one training run (GMP, Zhu & Gupta 2017).
 - ``"after_training"``: train (with the method's hooks), finalize, prune to the target, then
   optionally fine-tune (PILoT, spred, STR, DWF).
+- ``"dynamic"``: dynamic sparse training (RigL, Evci et al. 2020): prune to the target at
+  initialisation by :meth:`Method.scores` (per-layer counts from the density scheme), then one
+  training run in which every ``update_every`` optimiser steps, until ``end_fraction`` of the
+  run, each layer drops a fraction of its active weights (lowest :meth:`Method.drop_scores`) and
+  grows as many (highest :meth:`Method.grow_scores`); every count stays exact throughout.
 
 What a procedure will do is known before it runs, from its config alone:
 :meth:`MethodConfig.retrain_rounds` (rounds of training before the last training run),
@@ -61,6 +68,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SCOPES = ("global", "layer")
 PRUNABLE = ("all", "hidden")
-PROCEDURES = ("at_init", "cycles", "gradual", "after_training")
+PROCEDURES = ("at_init", "cycles", "gradual", "after_training", "dynamic")
 
 
 # -- configs ---------------------------------------------------------------------------------
@@ -211,8 +219,58 @@ class AfterTrainingConfig(MethodConfig):
         return super().total_epochs(epochs, layer_weights, target) + self.finetune_epochs
 
 
+@dataclass(frozen=True)
+class DynamicConfig(MethodConfig):
+    """Dynamic sparse training: one run from a mask of exactly the target, whose layers trade
+    weights every ``update_every`` optimiser steps until ``end_fraction`` of the run (RigL).
+
+    At an update after ``t`` steps of the run each layer drops ``floor(a_t n)`` of its ``n``
+    active weights and grows as many, ``a_t`` = :meth:`drop_fraction_at` (RigL's cosine decay;
+    a method with another anneal overrides it). :meth:`update_steps` are the steps at which
+    updates happen: the multiples of ``update_every`` below ``T_end`` = :meth:`end_step`.
+    """
+
+    scope: str = field(default="layer", metadata={
+        "help": "layer: the initial mask's per-layer counts from --density-scheme (kept by every update); "
+                "global: one top-k over all layers for the initial mask"})
+    density_scheme: str = field(default="erk", metadata={
+        "help": "per-layer densities of the initial mask: " + " | ".join(density.SCHEMES)})
+    update_every: int = field(default=100, metadata={"help": "optimiser steps between mask updates (Delta T)"})
+    drop_fraction: float = field(default=0.3, metadata={
+        "help": "alpha: an update after t steps drops alpha (1 + cos(pi t / T_end)) / 2 of each layer's "
+                "active weights (and grows as many)"})
+    end_fraction: float = field(default=0.75, metadata={
+        "help": "fraction of the run's optimiser steps at T_end: no mask update from then on"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.update_every < 1:
+            raise ValueError(f"update_every must be >= 1, got {self.update_every}")
+        if not 0 < self.drop_fraction <= 1:
+            raise ValueError(f"drop_fraction must be in (0, 1], got {self.drop_fraction}")
+        if not 0 < self.end_fraction <= 1:
+            raise ValueError(f"end_fraction must be in (0, 1], got {self.end_fraction}")
+
+    def end_step(self, total_steps: int) -> int:
+        """``T_end = floor(end_fraction * total_steps)`` for a run of ``total_steps`` steps."""
+        return math.floor(self.end_fraction * total_steps + 1e-9)
+
+    def update_steps(self, total_steps: int) -> list[int]:
+        """Steps done in the run (1-based counts) after which the masks are updated."""
+        return list(range(self.update_every, self.end_step(total_steps), self.update_every))
+
+    def drop_fraction_at(self, step: int, total_steps: int) -> float:
+        """``a_t = drop_fraction * (1 + cos(pi t / T_end)) / 2`` (RigL's cosine decay)."""
+        return self.drop_fraction * (1 + math.cos(math.pi * step / self.end_step(total_steps))) / 2
+
+    def check_run_length(self, steps: int) -> None:
+        if not self.update_steps(steps):
+            raise ValueError(f"update_every {self.update_every} leaves no mask update before T_end = "
+                             f"{self.end_step(steps)} (end_fraction {self.end_fraction} of {steps} steps)")
+
+
 PROCEDURE_CONFIGS = {"at_init": AtInitConfig, "cycles": CyclesConfig, "gradual": GradualConfig,
-                     "after_training": AfterTrainingConfig}
+                     "after_training": AfterTrainingConfig, "dynamic": DynamicConfig}
 
 
 # -- the strategy ----------------------------------------------------------------------------
@@ -226,13 +284,28 @@ class EpochStats:
     loss: torch.Tensor         # mean training loss over the epoch's batches
 
 
+@dataclass
+class MaskUpdate:
+    """What :meth:`Method.after_update` is told about one mask update of the ``dynamic``
+    procedure. Masks are boolean, one per prunable layer, ``(R, *shape)``."""
+
+    step: int                   # optimiser steps of the run done before the update (t)
+    end_step: int               # T_end: no update at or after it
+    fraction: float             # a_t, the drop fraction at this step
+    counts: torch.Tensor        # (R, L) int64: weights dropped = weights grown, per layer
+    dropped: list[torch.Tensor]  # active weights dropped (some may be grown back: see ``new``)
+    grown: list[torch.Tensor]   # weights grown: inactive before the update, or just dropped
+    new: list[torch.Tensor]     # grown weights inactive before the update: they start at 0, momentum 0
+
+
 class Method:
     """A pruning strategy. Override :meth:`scores`; everything else has shared defaults.
 
     The procedures call the optional hooks as follows: :meth:`setup` once; for every training
     run :meth:`before_train` once, then :meth:`penalty` and :meth:`after_step` at every step and
     :meth:`after_epoch` after every epoch; :meth:`after_prune` after every pruning event;
-    :meth:`finalize` before the final prune (``after_training``).
+    :meth:`finalize` before the final prune (``after_training``); :meth:`grow_scores` and
+    :meth:`drop_scores` at every mask update (``dynamic``), :meth:`after_update` after it.
     """
 
     name: ClassVar[str] = ""
@@ -286,6 +359,21 @@ class Method:
 
     def finalize(self, ctx: "PruneContext") -> None:
         """Before the final prune to the target (collapse reparametrisations here)."""
+
+    # the dynamic procedure's scores and hook
+    def drop_scores(self, ctx: "PruneContext") -> list[torch.Tensor]:
+        """At a mask update: one tensor per layer, ``(R, *weight_shape)``, higher = keep; the
+        lowest of the active weights are dropped. Default: ``|w|`` (RigL, SET)."""
+        return [l.weight().detach().abs() for l in ctx.layers]
+
+    def grow_scores(self, ctx: "PruneContext") -> list[torch.Tensor]:
+        """At a mask update: one tensor per layer, ``(R, *weight_shape)``, higher = grow first
+        (among the weights that are not kept). Called before :meth:`drop_scores`, before any
+        mask or weight changes."""
+        raise NotImplementedError(f"{type(self).__name__} follows the dynamic procedure but has no grow_scores")
+
+    def after_update(self, ctx: "PruneContext", update: MaskUpdate) -> None:
+        """After every mask update of the ``dynamic`` procedure (new weights already at 0)."""
 
 
 METHODS: dict[str, type[Method]] = {}
@@ -408,6 +496,36 @@ class PruneContext:
         """(R,) per-replica mean loss of the current model (outputs / ``temperature``) on
         per-replica batches; sum it before ``backward`` (replicas do not interact)."""
         return self.trainer.replica_losses(x, y, temperature)
+
+    def step_batch(self):
+        """The batch of the trainer's last optimiser step, ``(x, y)`` with a leading replica axis
+        (as :meth:`batch`)."""
+        if self.trainer.last_batch is None:
+            raise ValueError("no optimiser step has been taken yet")
+        return self.trainer.last_batch
+
+    def dense_gradients(self, x, y) -> list[torch.Tensor]:
+        """Per prunable layer, ``(R, *shape)``: the gradient of each replica's mean loss on
+        ``(x, y)`` with respect to every weight, masked ones included, as if the network were
+        dense (its masked weights are 0). Masks and buffers (e.g. BatchNorm statistics) are
+        left as they were; raw weights only (no reparametrisation)."""
+        if any(l.reparam is not None for l in self.layers):
+            raise ValueError("dense gradients need raw weights (a reparametrisation is installed)")
+        saved = [b.detach().clone() for b in self.model.buffers()]
+        try:
+            with torch.no_grad():
+                for l in self.layers:
+                    l.zero_masked_()  # masked weights are 0, so the dense forward is the masked one
+                    l.mask.fill_(1)
+            with torch.enable_grad():
+                params = [l.param for l in self.layers]
+                grads = torch.autograd.grad(self.loss(x, y).sum(), params, allow_unused=True)
+        finally:
+            with torch.no_grad():
+                for b, s in zip(self.model.buffers(), saved):
+                    b.copy_(s)
+        return [torch.zeros(l.mask.shape, device=self.device) if g is None else l.rview(g.detach())
+                for l, g in zip(self.layers, grads)]
 
     def input_ones(self) -> torch.Tensor:
         """An all-ones input, one example per replica: ``(R, 1, *input_shape)``."""

@@ -68,6 +68,7 @@ class Trainer:
         self.epoch_counter = 0   # global: data order
         self.step_counter = 0    # global: optimiser steps taken
         self.diverged = torch.zeros(self.R, dtype=torch.bool, device=self.device)
+        self.last_batch = None   # (x, y) of the last optimiser step, leading replica axis (R, or 1 plain)
         self.epoch_callbacks: list[Callable[[], None]] = []  # e.g. a progress bar, after every epoch
         self.optimizer = None
         self.reset_optimizer()
@@ -169,7 +170,8 @@ class Trainer:
         """Train for ``epochs`` (default: the configs' epochs) with a fresh LR schedule.
 
         ``penalty()``: added to the loss (scalar or ``(R,)``); ``after_step(step)``: called after
-        each step with the global step count; ``after_epoch(epoch, epochs, train_acc, loss)``.
+        each step with the global step count (the step's batch is :attr:`last_batch`);
+        ``after_epoch(epoch, epochs, train_acc, loss)``.
         """
         epochs = self.epochs if epochs is None else epochs
         steps, bs = self.steps_per_epoch, self.batch_size
@@ -198,6 +200,7 @@ class Trainer:
                     if self.loss_kind == "bce" and out.dim() == 2 and out.shape[-1] == 1:
                         out = out.squeeze(-1)
                     out = out.unsqueeze(0)
+                self.last_batch = (xb, yb) if self.batched else (xb.unsqueeze(0), yb)
                 losses = self._loss(out, yb)
                 total = losses.sum()
                 if penalty is not None:
