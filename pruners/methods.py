@@ -17,8 +17,14 @@
   parameters are ``|w|`` on an all-ones input, ``rounds`` (100) exponential rounds (Tanaka,
   Kunin, Yamins & Ganguli, NeurIPS 2020).
 
+``snip`` and ``grasp`` take ``reinit=xavier_normal``: before scoring, every weight layer is
+re-initialised with ``torch.nn.init.xavier_normal_`` (drawn from the replica's generator), as the
+sparsest paper does in its random-init runs; the pruned network is then trained from those
+weights, masked. Biases keep the run's init.
+
 Uncertain details are options recorded in each row's ``params`` (the SNIP/GraSP batch size, the
-GMP event window, SynFlow's float64 scoring).
+GMP event window, SynFlow's float64 scoring). ``reinit`` is recorded only when it is not
+``none``, so the rows stored before it existed keep their run ids.
 """
 from __future__ import annotations
 
@@ -123,28 +129,66 @@ class RandomPruning(Method):
 
 
 # -- SNIP and GraSP --------------------------------------------------------------------------
+REINITS = ("none", "xavier_normal")
+
+
 @dataclass(frozen=True)
 class SNIPConfig(AtInitConfig):
     """SNIP: connection sensitivity on one batch of ``score_batch`` points (the run's first)."""
 
     score_batch: int = field(default=128, metadata={
         "help": "points in the scoring batch: the first of the run's epoch-0 order (uncertain; SNIP used one batch)"})
+    reinit: str = field(default="none", metadata={
+        "help": "re-initialise the weights before scoring (and train from them): none | xavier_normal "
+                "(the sparsest paper's random-init runs)", "choices": REINITS})
 
     def __post_init__(self):
         super().__post_init__()
         if self.score_batch < 1:
             raise ValueError(f"score_batch must be >= 1, got {self.score_batch}")
+        if self.reinit not in REINITS:
+            raise ValueError(f"unknown reinit {self.reinit!r}; choose from {', '.join(REINITS)}")
+
+    def to_params(self) -> dict:
+        """The fields, ``reinit`` only when it is not ``none`` (rows stored before it keep their ids)."""
+        params = super().to_params()
+        if params["reinit"] == "none":
+            del params["reinit"]
+        return params
+
+
+@torch.no_grad()
+def reinit_weights(ctx: PruneContext, how: str) -> None:
+    """Re-initialise the weights of every maskable layer, replica by replica (``how`` in
+    :data:`REINITS`); each replica draws from ``ctx.generator(r)`` on the CPU, layer by layer, so
+    a batched run equals the same runs done one by one. Biases are left as they are."""
+    if how == "none":
+        return
+    for l in ctx.all_layers:
+        w = l.rview(l.param)
+        for r in range(ctx.R):
+            fresh = torch.empty(l.shape)
+            torch.nn.init.xavier_normal_(fresh, generator=ctx.generator(r))
+            w[r].copy_(fresh)
+        l.zero_masked_()
+
+
+def connection_sensitivity(ctx: PruneContext, x, y) -> list[torch.Tensor]:
+    """SNIP's ``|w * dL/dw|`` of the current (masked) network on the batch ``(x, y)``."""
+    params = _raw_params(ctx)
+    grads = torch.autograd.grad(ctx.loss(x, y).sum(), params)
+    return [(l.rview(p.detach()) * l.rview(g)).abs() for l, p, g in zip(ctx.layers, params, grads)]
 
 
 @register
 class SNIP(Method):
     name, Config, procedure = "snip", SNIPConfig, "at_init"
 
+    def setup(self, ctx):
+        reinit_weights(ctx, self.config.reinit)
+
     def scores(self, ctx):
-        x, y = ctx.batch(self.config.score_batch)
-        params = _raw_params(ctx)
-        grads = torch.autograd.grad(ctx.loss(x, y).sum(), params)
-        return [(l.rview(p.detach()) * l.rview(g)).abs() for l, p, g in zip(ctx.layers, params, grads)]
+        return connection_sensitivity(ctx, *ctx.batch(self.config.score_batch))
 
 
 @dataclass(frozen=True)
@@ -162,6 +206,9 @@ class GraSPConfig(SNIPConfig):
 @register
 class GraSP(Method):
     name, Config, procedure = "grasp", GraSPConfig, "at_init"
+
+    def setup(self, ctx):
+        reinit_weights(ctx, self.config.reinit)
 
     def scores(self, ctx):
         x, y = ctx.batch(self.config.score_batch)
