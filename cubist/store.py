@@ -444,6 +444,62 @@ class Claim:
         self.release()
         return False
 
+
+def chunk_key(run_ids) -> str:
+    """The claim key of a chunk of runs (:meth:`ResultStore.claim`): a hash of its run ids, in
+    any order. Sweeps plan their chunks from every run of their configuration, not from what is
+    stored, so two sweeps of one configuration give a chunk the same key."""
+    ids = sorted(run_ids)
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24]
+
+
+class ChunkClaims:
+    """One sweep's claims on its chunks in a shared store (the protocol of the module docstring).
+
+    ``missing``: the run ids the sweep still has to store (updated from the store at every
+    :meth:`take`; the sweep filters its rows by it). :meth:`take` claims a chunk before it is
+    trained: ``"train"`` (this sweep holds it now), ``"busy"`` (another live sweep holds it:
+    leave it for later, then take it again with ``wait=True``) or ``"done"`` (its runs were stored
+    meanwhile). :meth:`release` once the chunk's rows are stored; :meth:`release_all` (or leaving
+    the ``with`` block) drops whatever is still held. With ``store=None`` every chunk is to train.
+    """
+
+    def __init__(self, store: "ResultStore | None", missing: set):
+        self.store, self.missing = store, missing
+        self._held: dict[str, Claim] = {}
+
+    def take(self, run_ids, *, wait: bool = False) -> str:
+        run_ids = list(run_ids)
+        if self.store is None:
+            return "train"
+        key = chunk_key(run_ids)
+        claim = self.store.claim(key, wait=wait)
+        if claim is None:
+            return "busy"
+        self.missing.difference_update(self.store.done())   # what another sweep stored meanwhile
+        if not any(r in self.missing for r in run_ids):
+            claim.release()
+            return "done"
+        self._held[key] = claim
+        return "train"
+
+    def release(self, run_ids) -> None:
+        claim = self._held.pop(chunk_key(run_ids), None)
+        if claim is not None:
+            claim.release()
+
+    def release_all(self) -> None:
+        for key in list(self._held):
+            self._held.pop(key).release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release_all()
+        return False
+
+
 class ResultStore:
     """A directory of Parquet shards (``part-*.parquet``) sharing :data:`SCHEMA`.
 
@@ -540,12 +596,15 @@ class ResultStore:
         self.log(f"{what}; moved to {os.path.join(self.path, QUARANTINE)}/, its runs will be trained again "
                  f"by the next resume")
 
-    def _read(self, columns=None, data: bool = True) -> list[tuple[str, pa.Table | None]]:
+    def _read(self, columns=None, data: bool = True, progress=None) -> list[tuple[str, pa.Table | None]]:
         """``[(path, table of columns or None)]`` of the usable shards, in name order; shards not
-        met before are read whole and checked, bad ones rejected (:meth:`_reject`)."""
+        met before are read whole and checked, bad ones rejected (:meth:`_reject`).
+        ``progress(shards_done, shards)`` is called as each shard is done."""
         self._sweep_once()
         out, names = [], self._candidates()
-        for name in names:
+        for i, name in enumerate(names):
+            if progress is not None and i:
+                progress(i, len(names))
             path = os.path.join(self.path, name)
             try:
                 st = os.stat(path)
@@ -577,6 +636,8 @@ class ResultStore:
                 continue
             self._good[name] = (key, check.table.column("run_id").to_pylist(), check.status == "legacy")
             out.append((path, (check.table.select(list(columns)) if columns else check.table) if data else None))
+        if progress is not None:
+            progress(len(names), len(names))
         present = set(names)
         for known in (self._good, self._bad):
             for name in [n for n in known if n not in present]:
@@ -661,9 +722,10 @@ class ResultStore:
         return final
 
     # -- reading ------------------------------------------------------------------------------
-    def table(self, columns=None) -> pa.Table:
-        """Every row of the usable shards (duplicates included), ``columns`` only."""
-        tables = [t for _, t in self._read(columns)]
+    def table(self, columns=None, progress=None) -> pa.Table:
+        """Every row of the usable shards (duplicates included), ``columns`` only
+        (``progress(shards_done, shards)`` as each shard is read)."""
+        tables = [t for _, t in self._read(columns, progress=progress)]
         if not tables:
             return SCHEMA.empty_table().select(list(columns) if columns else list(COLUMNS))
         return pa.concat_tables(tables)
@@ -676,12 +738,13 @@ class ResultStore:
     def __len__(self):
         return len(self.done())
 
-    def load(self, columns=None):
-        """All rows as a pandas DataFrame, one per run id (the first stored)."""
+    def load(self, columns=None, progress=None):
+        """All rows as a pandas DataFrame, one per run id (the first stored);
+        ``progress(shards_done, shards)`` is called as each shard is read."""
         cols = list(columns) if columns else None
         if cols is not None and "run_id" not in cols:
             cols = ["run_id"] + cols
-        df = self.table(cols).to_pandas()
+        df = self.table(cols, progress=progress).to_pandas()
         return df.drop_duplicates("run_id", keep="first").reset_index(drop=True)
 
     # -- upkeep -------------------------------------------------------------------------------

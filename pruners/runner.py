@@ -29,7 +29,7 @@ resume bit for bit, resume with the same ``chunk``, device type and ``jobs`` (as
 --jobs``; a cluster backend cuts its chunks as ``jobs`` loky workers would).
 
 Two sweeps into one store. Before a chunk is trained the sweep claims it in the store
-(:meth:`cubist.store.ResultStore.claim`, keyed by :func:`chunk_key`, released once its rows are
+(:class:`cubist.store.ChunkClaims`, keyed by :func:`cubist.store.chunk_key`, released once its rows are
 written) and checks the store again; a chunk another live sweep holds is left for later, and
 once the rest is done the sweep waits for each such claim and trains what is still missing. So
 two identical sweeps started at once share the work, each run trained once, and both return
@@ -49,7 +49,7 @@ from cubist.masks import dense_weight_count, mask_counts
 from cubist.model import RANDOM_INIT, check_widths, run_init_seed
 from cubist.data import DEFAULT_DATA, HELDOUT_KINDS, DataConfig, Dataset, dataset_id
 from cubist.dispatch import map_unordered, on_cluster
-from cubist.store import ResultStore, StoreWriter, make_row, run_id
+from cubist.store import ChunkClaims, ResultStore, StoreWriter, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig, protocol_field, resolve_device
 
 from .base import MethodConfig, PruneContext, get_method
@@ -249,13 +249,6 @@ def sweep_chunks(cfg: SweepConfig, runs: list[Run], device: torch.device, jobs: 
     return plan_chunks(cfg, runs, device)
 
 
-def chunk_key(chunk) -> str:
-    """The claim key of a chunk (:meth:`cubist.store.ResultStore.claim`): a hash of its run ids."""
-    import hashlib
-    ids = sorted(r if isinstance(r, str) else r.run_id for r in chunk)
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24]
-
-
 def epochs_per_run(cfg: SweepConfig, run: Run) -> int:
     return cfg.method_config().total_epochs(cfg.epochs, cfg.layer_weights(), run.target)
 
@@ -362,35 +355,23 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
                    bar_format="{l_bar}{bar}| {n:.0f}/{total} runs [{elapsed}<{remaining}, {rate_fmt}]")
     all_rows = []
     writer = StoreWriter(store, flush_every=1) if store is not None else None
-    held: dict[str, object] = {}  # chunk key -> this sweep's claim (released once its rows are stored)
+    claims = ChunkClaims(store, missing)  # each chunk claimed before training, released once stored
 
     def take(chunk, wait: bool) -> str:
         """Claim a chunk: "train", "busy" (another sweep holds it) or "done" (stored meanwhile)."""
-        if store is None:
-            return "train"
-        key = chunk_key(chunk)
-        claim = store.claim(key, wait=wait)
-        if claim is None:
-            return "busy"
-        missing.difference_update(store.done())  # what another sweep stored meanwhile
-        if not any(r.run_id in missing for r in chunk):
-            claim.release()
-            if bar is not None:
-                bar.update(len(chunk))
-            return "done"
-        held[key] = claim
-        return "train"
+        state = claims.take([r.run_id for r in chunk], wait=wait)
+        if state == "done" and bar is not None:
+            bar.update(len(chunk))
+        return state
 
-    def store_rows(rows, key=None) -> None:
+    def store_rows(rows, ids) -> None:
         nonlocal all_rows
-        rows = [r for r in rows if r["run_id"] in missing]  # stored runs retrained, not written again
-        all_rows += rows
+        kept = [r for r in rows if r["run_id"] in missing]  # stored runs retrained, not written again
+        all_rows += kept
         if writer is not None:
-            writer.add(rows)
+            writer.add(kept)
             writer.flush()
-        claim = held.pop(key, None)
-        if claim is not None:
-            claim.release()
+        claims.release(ids)
 
     try:
         todo = chunks
@@ -407,7 +388,7 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
                 for rows in map_unordered(_worker, tasks(), jobs):
                     if bar is not None:
                         bar.update(len(rows))
-                    store_rows(rows, chunk_key([r["run_id"] for r in rows]))
+                    store_rows(rows, [r["run_id"] for r in rows])
             else:
                 for chunk in todo:
                     state = take(chunk, wait)
@@ -429,15 +410,14 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
                     if bar is not None:  # diverged plain runs stop early: settle the count exactly
                         bar.n = base + len(chunk)
                         bar.refresh()
-                    store_rows(rows, chunk_key(chunk))
+                    store_rows(rows, [r.run_id for r in chunk])
             todo = deferred
             if not todo:
                 break
     finally:
         if writer is not None:
             writer.flush()
-        for claim in held.values():
-            claim.release()
+        claims.release_all()
         if bar is not None:
             bar.close()
     return all_rows

@@ -37,7 +37,9 @@ Every training is one result row (``kind`` ``search_widths`` or ``search_masks``
 configuration holds the mask, so a rerun trains only what is missing. Work is cut into
 chunks of models trained together by the numba engine (:func:`search.engine.train_masks`);
 chunks run in-process, or spread over ``jobs`` joblib workers (any joblib backend, a Dask
-or Ray cluster included, via ``joblib.parallel_config``; :func:`run_chunks`).
+or Ray cluster included, via ``joblib.parallel_config``; :func:`run_chunks`). The chunks are
+cut from every run of a level (or round), stored or not, and each is claimed in the store before
+it is trained, so two sweeps into one store train every run once (:func:`run_chunks`).
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ from cubist.dispatch import map_unordered, on_cluster
 from cubist.masks import dense_weight_count, mask_counts, mask_key, unpack_masks
 from cubist.model import RANDOM_INIT, run_init_seed
 from cubist.stats import DEFAULT_TARGET, reached_target, wilson_interval
-from cubist.store import ResultStore, make_row, run_id
+from cubist.store import ChunkClaims, ResultStore, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig, protocol_field
 
 
@@ -166,20 +168,37 @@ class Chunk:
         if not self.rounds:
             self.rounds = [0] * len(self.configs)
 
+    def subset(self, index) -> "Chunk":
+        """The models at positions ``index`` (in that order)."""
+        index = list(index)
+        return Chunk(self.widths, [m[index] for m in self.masks], self.lrs[index], [self.schedules[i] for i in index],
+                     self.seeds[index], [self.configs[i] for i in index], [self.rounds[i] for i in index])
 
-def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None, threads: int | None,
-                engine_name: str = "numba") -> list[dict]:
-    """Train one chunk with the numba engine and return its result rows."""
+
+def _train_engine(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None, threads: int | None,
+                  on_epochs=None):
+    """The engine's training of ``chunk`` (:func:`search.engine.train_masks`), and whether early exit was on."""
     from .engine import train_masks
 
-    t0 = time.perf_counter()
     init_seeds = [c["init_seed"] if c["init_seed"] is not None else 0 for c in chunk.configs]
     exit_on = grid.early_exit and data.balanced
     res = train_masks(data.X, data.y, chunk.widths, chunk.masks, lrs=chunk.lrs, schedules=chunk.schedules,
                       seeds=chunk.seeds, epochs=grid.epochs, batch_size=grid.batch_size, momentum=grid.momentum,
                       weight_decay=grid.weight_decay, init=None if init is None else init.sliced(chunk.widths),
                       X_heldout=data.X_heldout, y_heldout=data.y_heldout, threads=threads, init_seeds=init_seeds,
-                      early_exit=exit_on)
+                      early_exit=exit_on, progress=on_epochs)
+    return res, exit_on
+
+
+def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None, threads: int | None,
+                engine_name: str = "numba", on_epochs=None) -> list[dict]:
+    """Train one chunk with the numba engine and return its result rows.
+
+    ``on_epochs(epochs_done, epochs_total)``: called every (up to 10) epochs; the engine then
+    returns to Python between its kernel calls, so a stop signal is handled within one call.
+    The rows do not depend on it."""
+    t0 = time.perf_counter()
+    res, exit_on = _train_engine(chunk, data, grid, init, threads, on_epochs)
     per_run = (time.perf_counter() - t0) / len(chunk.configs)
     rows = []
     for r, config in enumerate(chunk.configs):
@@ -196,37 +215,175 @@ def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None,
     return rows
 
 
+def _train_indexed(i: int, chunk: Chunk, data: Dataset, grid: Grid, init, threads) -> tuple[int, list[dict]]:
+    """A worker's chunk: its position in the sweep's plan, and its rows."""
+    return i, train_chunk(chunk, data, grid, init, threads)
+
+
+# -- the engine, compiled before the first chunk ----------------------------------------------------
+ENGINE_NOTICE_S = 2.0   # a preparation taking longer is announced (loading from numba's cache takes about 1 s)
+WARM_UP_MODELS = 128    # most models the preparation trains (and throws away)
+_prepared: set = set()  # what this process has prepared (see prepare_engine)
+
+
+def _engine_compilations() -> int:
+    """How many kernels of the engine numba has compiled in this process (not loaded from its cache)."""
+    from . import engine
+    return sum(sum(d.stats.cache_misses.values()) for d in vars(engine).values()
+               if hasattr(d, "stats") and hasattr(d.stats, "cache_misses"))
+
+
+def prepare_engine(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None = None, *,
+                   in_process: bool = True, note=None) -> float | None:
+    """Compile the engine's kernels, or load them from numba's cache (``cache=True``), for chunks
+    like ``chunk``, before the sweep trains: returns the seconds it took (None: already prepared).
+
+    numba compiles a kernel for each layout of its arguments, and the layouts depend on the number
+    of models and of seed indices per call, the epochs and whether epochs are reported
+    (``in_process``: trained in this process, with epoch reports; else as a worker trains). So the
+    preparation trains one model per seed index of ``chunk`` (at least two where it has two, at
+    most :data:`WARM_UP_MODELS`) the same way and throws the result away; in a fresh process
+    with a cold cache that is about 30 s per layout, with a warm one about 1 s. Once it has taken
+    :data:`ENGINE_NOTICE_S`, ``note(line)`` says so, and says how long it took at the end."""
+    firsts = sorted(np.unique(chunk.seeds, return_index=True)[1].tolist())[:WARM_UP_MODELS]
+    if firsts == [0] and len(chunk.configs) > 1:
+        firsts.append(1)
+    part = chunk.subset(firsts)
+    key = (len(part.configs) > 1, len(set(part.seeds.tolist())), grid.epochs, in_process, init is None,
+           grid.early_exit and data.balanced)
+    if key in _prepared:
+        return None
+    import threading
+    announced = threading.Event()
+
+    def announce():
+        announced.set()
+        if note is not None:
+            note("preparing the search engine (numba compiles it on first use, about 30 s; later runs load it "
+                 "from its cache)...")
+
+    timer = threading.Timer(ENGINE_NOTICE_S, announce)
+    timer.daemon = True
+    t0, compiled = time.perf_counter(), _engine_compilations()
+    timer.start()
+    try:
+        _train_engine(part, data, grid, init, None if in_process else 1,
+                      (lambda done, total: None) if in_process else None)
+    finally:
+        timer.cancel()
+        timer.join()
+    took = time.perf_counter() - t0
+    _prepared.add(key)
+    if announced.is_set() and note is not None:
+        how = "compiled, and cached for later runs" if _engine_compilations() > compiled else "loaded from the cache"
+        note(f"search engine ready in {took:.1f} s ({how})")
+    return took
+
+
 def run_chunks(chunks, store: ResultStore, data: Dataset, grid: Grid, *, init=None, jobs: int = 1,
-               progress=None) -> list[dict]:
-    """Train chunks and store each as it returns; returns their rows.
+               progress=None, note=None) -> list[dict]:
+    """Train the runs of ``chunks`` not in ``store`` yet, storing each chunk's rows as it returns;
+    returns the rows this call trained.
 
-    ``jobs=1`` trains in this process with every numba thread. Otherwise (or under a cluster
-    backend) the chunks go through ``joblib.Parallel`` on the active joblib backend (loky worker
-    processes by default; ``joblib.parallel_config("dask")`` or ``"ray"``: a cluster), each with
-    one numba thread, at most ``jobs`` of them on a cluster at once. A run's row does not depend
-    on where its chunk ran. This process writes every row, so workers need no shared filesystem
-    (and a lost worker's chunk, retried by the cluster, is written once).
+    ``jobs=1`` trains in this process with every numba thread, reporting epochs (so a stop
+    signal is handled within one kernel call, at most 10 epochs: :func:`train_chunk`).
+    Otherwise (or under a cluster backend) the chunks go through ``joblib.Parallel`` on the
+    active joblib backend (loky worker processes by default; ``joblib.parallel_config("dask")``
+    or ``"ray"``: a cluster), each with one numba thread, at most ``jobs`` of them on a cluster at
+    once. A run's row does not depend on where its chunk ran. This process writes every row, so
+    workers need no shared filesystem (and a lost worker's chunk, retried by the cluster, is
+    written once). Before the first chunk trained on this machine the engine is prepared
+    (:func:`prepare_engine`; ``note(line)`` for its status line).
+
+    Two sweeps into one store: the callers plan their chunks from every run of a level (or
+    round), whatever is stored, so two sweeps of one configuration cut the same chunks. Each
+    chunk is claimed before it is trained (:class:`cubist.store.ChunkClaims`, keyed by its run
+    ids), trained for its runs still missing and released once its rows are stored; a chunk
+    another live sweep holds is left for later, then waited for and whatever is still missing
+    trained. So each run is trained once; the runs another sweep stored are not in the returned
+    rows (the callers read them from the store).
     """
+    chunks = list(chunks)
+    ids = [[run_id(c) for c in chunk.configs] for chunk in chunks]
+    missing = {r for rid in ids for r in rid} - store.done()
+    planned = [sum(r in missing for r in rid) for rid in ids]   # runs to train per chunk
+    todo = [i for i, n in enumerate(planned) if n]
+    if progress is not None:
+        progress.total = sum(planned)
+        progress.refresh()
     rows_out = []
+    in_process = jobs <= 1 and not on_cluster()
 
-    def finish(rows):
-        store.write(rows)
-        rows_out.extend(rows)
+    def advance(i: int, base=None) -> None:
         if progress is not None:
-            progress.update(len(rows))
+            progress.n = (progress.n if base is None else base) + planned[i]
+            progress.refresh()
 
-    if jobs <= 1 and not on_cluster():
-        for chunk in chunks:
-            finish(train_chunk(chunk, data, grid, init, threads=None))
-    else:
-        for rows in map_unordered(train_chunk, ((c, data, grid, init, 1) for c in chunks), jobs):
-            finish(rows)
+    def part(i: int) -> Chunk:   # the chunk's runs still missing (others may have stored some meanwhile)
+        keep = [j for j, r in enumerate(ids[i]) if r in missing]
+        return chunks[i] if len(keep) == len(ids[i]) else chunks[i].subset(keep)
+
+    def finish(i: int, rows) -> None:
+        store.write(rows)
+        claims.release(ids[i])
+        rows_out.extend(rows)
+
+    if todo and not on_cluster():
+        prepare_engine(chunks[todo[0]], data, grid, init, in_process=in_process, note=note)
+    with ChunkClaims(store, missing) as claims:
+        for wait in (False, True):   # first what no other sweep holds, then wait for the rest
+            deferred = []
+
+            def take(i: int, wait=wait, deferred=deferred) -> bool:
+                state = claims.take(ids[i], wait=wait)
+                if state == "busy":
+                    deferred.append(i)
+                elif state == "done":
+                    advance(i)
+                return state == "train"
+
+            if in_process:
+                for i in todo:
+                    if not take(i):
+                        continue
+                    base = progress.n if progress is not None else 0
+                    size = planned[i]
+
+                    def tick(done, total, base=base, size=size):   # fractions of the chunk as epochs pass
+                        if progress is not None:
+                            progress.n = base + min(size * done / total, size)
+                            progress.refresh()
+
+                    finish(i, train_chunk(part(i), data, grid, init, threads=None, on_epochs=tick))
+                    advance(i, base)
+            else:
+                tasks = ((i, part(i), data, grid, init, 1) for i in todo if take(i))
+                for i, rows in map_unordered(_train_indexed, tasks, jobs):
+                    finish(i, rows)
+                    advance(i)
+            todo = deferred
+            if not todo:
+                break
     return rows_out
 
 
 def _progress(total: int, desc: str, quiet: bool):
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="run", disable=quiet, smoothing=0.05, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="run", disable=quiet, smoothing=0.05, dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total} runs [{elapsed}<{remaining}, {rate_fmt}]")
+
+
+def _note(quiet: bool):
+    """Status lines on stderr beside the progress bars (none when ``quiet``)."""
+    if quiet:
+        return None
+
+    def note(line: str) -> None:
+        import sys
+
+        from tqdm.auto import tqdm
+        tqdm.write(line, file=sys.stderr)
+    return note
 
 
 EARLY_EXIT = "cone+interval"  # the engine's early-exit tests (rows record it: exited rows keep their exit weights)
@@ -329,17 +486,32 @@ def _row_config(kind, widths, lr, schedule, seed, grid, data, init, symmetry, ke
                      data.config if data.config is not None else DataConfig()).to_row(data.id)
 
 
-def _to_train(cfg: dict, existing: dict, stored: list, queued: set) -> bool:
-    """Whether the run of ``cfg`` must be trained: not stored (a stored run's record goes to
-    ``stored``) and not queued already (each run once, even on a grid with repeated values)."""
+def _plan(cfg: dict, existing: dict, stored: list, planned: dict) -> bool:
+    """Plan the run of ``cfg`` once (a grid with repeated values has it twice): it goes to
+    ``planned`` (run id -> stored or not); a stored run's record goes to ``stored``. Returns
+    whether it was new to the plan. Chunks are cut from every planned run, stored or not, so two
+    sweeps of one configuration cut the same chunks (:func:`run_chunks`)."""
     rid = run_id(cfg)
-    if rid in existing:
+    if rid in planned:
+        return False
+    planned[rid] = rid in existing
+    if planned[rid]:
         stored.append(existing[rid])
-        return False
-    if rid in queued:
-        return False
-    queued.add(rid)
     return True
+
+
+def _stored_meanwhile(store: ResultStore, planned: dict, trained: list, kind: str) -> list[dict]:
+    """Records of the planned runs that neither were stored when planned nor trained by this
+    sweep: another sweep into the store trained them meanwhile (read back from the store)."""
+    own = {r["run_id"] for r in trained}
+    wanted = {rid for rid, stored in planned.items() if not stored and rid not in own}
+    if not wanted:
+        return []
+    found = _stored_accuracy(store, kind)
+    lost = wanted - set(found)
+    if lost:
+        raise RuntimeError(f"{len(lost)} runs were neither trained nor stored (e.g. {min(lost)})")
+    return [found[rid] for rid in sorted(wanted)]
 
 
 def _chunked(models, widths, chunk_size):
@@ -507,18 +679,19 @@ def search_masks(hidden, target: float = DEFAULT_TARGET, grid: Grid = Grid(), *,
             if rnd > 0:
                 rates = mask_rates(level_rows, target)
                 chosen = _ranked(chosen, rates)[:max(1, math.ceil(len(chosen) * adaptive.keep))]
-            models, queued = [], set()
+            models, planned = [], {}
             for key in chosen:
                 for (lr, sch), k in itertools.product(grid_points, range(done_inits, inits)):
                     cfg = _row_config("search_masks", widths, lr, sch, k, grid, data, init, symmetry, key)
-                    if _to_train(cfg, existing, level_rows, queued):
+                    if _plan(cfg, existing, level_rows, planned):
                         models.append((masks_of[key], lr, sch, k, cfg, rnd))
-            bar = _progress(len(models), f"nnz {nnz}" + (f" round {rnd}" if len(rounds) > 1 else ""), quiet)
+            bar = _progress(len(planned) - sum(planned.values()),
+                            f"nnz {nnz}" + (f" round {rnd}" if len(rounds) > 1 else ""), quiet)
             with bar:
                 new = run_chunks(list(_chunked(models, widths, chunk_size)), store, data, grid, init=init,
-                                 jobs=jobs, progress=bar)
+                                 jobs=jobs, progress=bar, note=_note(quiet))
             trained += len(new)
-            level_rows += [_acc_record(r) for r in new]
+            level_rows += [_acc_record(r) for r in new] + _stored_meanwhile(store, planned, new, "search_masks")
             done_inits = inits
         all_rows += level_rows
         rates = mask_rates(level_rows, target)
@@ -589,21 +762,20 @@ def search_widths(target: float = DEFAULT_TARGET, grid: Grid = Grid(), *, store:
     if not 1 <= min_width <= max_width:
         raise ValueError(f"need 1 <= min_width <= max_width, got {min_width}, {max_width}")
     existing = _stored_accuracy(store, "search_widths")
-    chunks, rows = [], []
+    chunks, rows, planned = [], [], {}
     for hidden in itertools.product(range(min_width, max_width + 1), repeat=depth):
         widths = (data.X.shape[1], *hidden, 1)
         dense = [np.ones((widths[l + 1], widths[l]), bool) for l in range(len(widths) - 1)]
         key = mask_key(dense)
-        models, queued = [], set()
+        models = []
         for lr, sch, seed in grid.points():
             cfg = _row_config("search_widths", widths, lr, sch, seed, grid, data, init, None, key)
-            if _to_train(cfg, existing, rows, queued):
+            if _plan(cfg, existing, rows, planned):
                 models.append((dense, lr, sch, seed, cfg))
         chunks += list(_chunked(models, widths, 512))
-    total = sum(len(c.configs) for c in chunks)
-    with _progress(total, "widths", quiet) as bar:
-        new = run_chunks(chunks, store, data, grid, init=init, jobs=jobs, progress=bar)
-    rows += [_acc_record(r) for r in new]
+    with _progress(len(planned) - sum(planned.values()), "widths", quiet) as bar:
+        new = run_chunks(chunks, store, data, grid, init=init, jobs=jobs, progress=bar, note=_note(quiet))
+    rows += [_acc_record(r) for r in new] + _stored_meanwhile(store, planned, new, "search_widths")
     for r in rows:
         r["mask"] = tuple(int(w) for w in r["widths"][1:-1])
     rates = mask_rates(rows, target)

@@ -295,3 +295,134 @@ def test_min_rate_searches_on_until_a_mask_is_reliable(tiny, tmp_path):
     assert res.rate_nnz == (int(good.index.get_level_values(0).min()) if len(good) else None)
     assert res.rate_nnz is None or res.rate_nnz >= res.sparsest_nnz
     assert "inits per mask" in res.summary()
+
+
+# -- in-process chunks, the engine's preparation, chunks planned whatever is stored ----------------
+SIGNATURES = """
+import json, sys
+import numpy as np
+from cubist.data import Dataset
+from search import engine, phases
+from search.enumerate import enumerate_masks
+in_process, epochs, seeds = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3])
+d = Dataset.spiral()
+data = Dataset(d.X[::10], d.y[::10], d.X_heldout[::10], d.y_heldout[::10], d.id + "-every10", d.recipe)
+grid = phases.Grid(lrs=(0.05, 0.1), schedules=("cosine",), seeds=seeds, epochs=epochs)
+widths = (2, 3, 3, 1)
+models = []
+for masks in list(enumerate_masks(widths, symmetry="orbits"))[:5]:
+    key = phases.mask_key(masks)
+    for lr, sch, k in grid.points():
+        models.append((masks, lr, sch, k, phases._row_config("search_masks", widths, lr, sch, k, grid, data, None,
+                                                             "orbits", key)))
+chunk = next(phases._chunked(models, widths, 512))
+def signatures():
+    return {name: [str(s) for s in f.signatures] for name, f in vars(engine).items() if hasattr(f, "signatures")}
+phases.prepare_engine(chunk, data, grid, in_process=in_process)
+prepared = signatures()
+phases.train_chunk(chunk, data, grid, None, threads=None if in_process else 1,
+                   on_epochs=(lambda done, total: None) if in_process else None)
+print(json.dumps({"prepared": prepared, "trained": signatures(), "models": len(chunk.configs)}))
+"""
+
+
+@pytest.mark.parametrize("in_process, epochs, seeds", [(True, 12, 1), (False, 12, 1), (True, 4, 3), (False, 30, 2)])
+def test_prepare_engine_compiles_what_the_chunks_then_use(in_process, epochs, seeds):
+    """numba compiles the engine once per argument layout, which depends on models and seeds per
+    call, epochs and epoch reports: after the preparation, training the chunk itself (in a fresh
+    process) loads or compiles nothing more."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", SIGNATURES, str(int(in_process)), str(epochs), str(seeds)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["models"] == 5 * 2 * seeds
+    assert got["prepared"]["_train_epochs"], "the preparation trained nothing"
+    assert got["trained"] == got["prepared"]
+
+
+def test_prepare_engine_says_what_it_does_once_it_takes_noticeable_time(tiny, monkeypatch):
+    chunk, _ = _one_chunk(tiny)
+    lines = []
+    monkeypatch.setattr(phases, "_prepared", set())
+    monkeypatch.setattr(phases, "ENGINE_NOTICE_S", 60.0)      # quick: no word
+    assert phases.prepare_engine(chunk, tiny, GRID, note=lines.append) >= 0 and lines == []
+    assert phases.prepare_engine(chunk, tiny, GRID, note=lines.append) is None   # prepared once per process
+    monkeypatch.setattr(phases, "_prepared", set())
+    monkeypatch.setattr(phases, "ENGINE_NOTICE_S", 0.0)       # slow: a line before, the seconds after
+    took = phases.prepare_engine(chunk, tiny, GRID, note=lines.append)
+    assert len(lines) == 2 and lines[0].startswith("preparing the search engine (numba compiles it on first use")
+    assert lines[1].startswith(f"search engine ready in {took:.1f} s (")
+    assert lines[1].endswith("(loaded from the cache)") or lines[1].endswith("(compiled, and cached for later runs)")
+
+
+def _one_chunk(data, grid=GRID, widths=(2, 2, 2, 1), n=6):
+    from search.enumerate import enumerate_masks
+    models = []
+    for masks in list(enumerate_masks(widths, symmetry="orbits"))[:n]:
+        for lr, sch, k in grid.points():
+            cfg = phases._row_config("search_masks", widths, lr, sch, k, grid, data, None, "orbits", mask_key(masks))
+            models.append((masks, lr, sch, k, cfg))
+    return next(phases._chunked(models, widths, 512)), models
+
+
+def test_epoch_reports_leave_the_rows_unchanged(tiny):
+    """A chunk trained in the driver reports epochs (every <= 10, where a stop signal is handled);
+    its rows are those of the same chunk trained without reports, early exits included."""
+    grid = Grid(lrs=(0.05, 0.2), schedules=("cosine", "constant"), seeds=2, epochs=23)
+    chunk, _ = _one_chunk(tiny, grid, (2, 3, 3, 1), n=8)
+    reports = []
+    with_reports = phases.train_chunk(chunk, tiny, grid, None, threads=None,
+                                      on_epochs=lambda done, total: reports.append((done, total)))
+    without = phases.train_chunk(chunk, tiny, grid, None, threads=None)
+    assert reports[-1] == (23, 23) and len(reports) == 3
+    drop = ("wall_time_s", "created_at")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in with_reports] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in without]
+
+
+def test_run_chunks_trains_only_what_is_missing_of_its_planned_chunks(tiny, tmp_path, monkeypatch):
+    """Chunks are planned from every run (two sweeps then cut the same chunks, claimed by the same
+    keys): run_chunks trains a chunk's missing runs only and skips a stored chunk, and the search
+    reads back the runs another writer stored meanwhile."""
+    store = cubist.ResultStore(tmp_path / "s")
+    _, models = _one_chunk(tiny, n=6)
+    chunks = list(phases._chunked(models, (2, 2, 2, 1), 2))
+    assert len(chunks) == 3
+    first = phases.train_chunk(chunks[0], tiny, GRID, None, threads=None)
+    store.write(first + phases.train_chunk(chunks[1].subset([1]), tiny, GRID, None, threads=None))
+    trained = []
+    real = phases.train_chunk
+
+    def counting(chunk, *a, **k):
+        trained.append([c["init_seed"] for c in chunk.configs])
+        return real(chunk, *a, **k)
+
+    monkeypatch.setattr(phases, "train_chunk", counting)
+    rows = phases.run_chunks(chunks, store, tiny, GRID)
+    seeds = lambda c: [cfg["init_seed"] for cfg in c.configs]   # noqa: E731
+    assert trained == [seeds(chunks[1])[:1], seeds(chunks[2])]           # chunk 0 skipped, chunk 1 in part
+    assert len(rows) == 3 and len(store.done()) == 6 == len(store.table(["run_id"]))
+    assert not list((tmp_path / "s" / "_claims").iterdir())
+
+
+def test_search_reads_back_the_runs_another_sweep_stored(tiny, tmp_path, monkeypatch):
+    """Runs missing when a level was planned but stored by another writer before this sweep got to
+    them are not trained again, and they count in the level like the sweep's own."""
+    full = search_masks((2, 2), 0.99, GRID, store=cubist.ResultStore(tmp_path / "a"), data=tiny, exhaustive=True,
+                        quiet=True, log=lambda *a: None)
+    rows = cubist.ResultStore(tmp_path / "a").table().to_pylist()
+    store = cubist.ResultStore(tmp_path / "b")
+    real = phases.run_chunks
+
+    def another_sweep_first(chunks, store, *a, **k):   # the level's first run lands just before
+        ids = {cubist.run_id(c) for chunk in chunks for c in chunk.configs}
+        store.write([r for r in rows if r["run_id"] in ids][:1])
+        return real(chunks, store, *a, **k)
+
+    monkeypatch.setattr(phases, "run_chunks", another_sweep_first)
+    res = search_masks((2, 2), 0.99, GRID, store=store, data=tiny, exhaustive=True, quiet=True, log=lambda *a: None)
+    assert res.trained == full.trained - len(res.levels)               # one run per level came from elsewhere
+    assert {n: v.runs for n, v in res.levels.items()} == {n: v.runs for n, v in full.levels.items()}
+    assert len(store.done()) == full.trained == len(store.table(["run_id"]))

@@ -228,3 +228,59 @@ def test_a_claim_excludes_others_until_released_or_its_holder_dies(tmp_path):
     assert again is not None and store.claim("k") is None  # two claims in one process exclude too
     again.release()
     assert store.check().stray == []                    # the claims folder is the store's own
+
+
+# -- two search sweeps into one store (issue 11, remaining item 2) --------------------------------
+SEARCH_SWEEP = """
+import json, os, sys, time
+from cubist.store import run_id
+from search import phases
+trained, real = [], phases.train_chunk
+def train_chunk(chunk, *a, **kw):   # the runs this process trains itself (with --jobs 1)
+    trained.extend(run_id(c) for c in chunk.configs)
+    return real(chunk, *a, **kw)
+phases.train_chunk = train_chunk
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+from cubist.cli import main
+code = main(["search", "masks", "--widths", "3,3", "--data", "circles", "--exhaustive", "--epochs", "3",
+             "--lrs", "0.05,0.1", "--schedules", "cosine", "--chunk-size", "4", "--jobs", sys.argv[3], "--quiet",
+             "--out", sys.argv[1]])
+print(json.dumps({"code": code, "trained": trained}))
+"""
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_two_search_sweeps_at_once_train_every_run_once(tmp_path, jobs):
+    """Two identical `cubist search masks` into one --out at once: every run trained by one of
+    them (the `trained N runs` lines add up to the runs, not twice), one row per run, and both
+    report the same complete search (each reads back what the other stored)."""
+    import json
+    import re
+    import subprocess
+    import sys
+    from cubist.data import DataConfig
+    from search.enumerate import count_masks
+    out, go = str(tmp_path / "store"), tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", SEARCH_SWEEP, out, str(go), str(jobs)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    go.touch()
+    outputs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0, stderr[-2000:]
+        outputs.append(stdout.strip().splitlines())
+    runs = 2 * sum(count_masks((DataConfig("circles").build().X.shape[1], 3, 3, 1), symmetry="orbits").values())
+    at = [next(i for i, ln in enumerate(lines) if ln.startswith("trained ")) for lines in outputs]
+    said = [int(re.match(r"trained (\d+) runs", lines[i]).group(1)) for lines, i in zip(outputs, at)]
+    assert sum(said) == runs                                           # every run trained once, by one sweep
+    if jobs == 1:
+        trained = [json.loads(lines[-1])["trained"] for lines in outputs]
+        assert len(trained[0]) + len(trained[1]) == runs == len(set(trained[0]) | set(trained[1]))
+        assert [len(t) for t in trained] == said
+    levels = [[ln for ln in lines if ln.startswith("nnz ")] for lines in outputs]
+    assert levels[0] == levels[1] and len(levels[0]) > 3               # the same levels, each whole in both
+    assert outputs[0][at[0] + 1] == outputs[1][at[1] + 1]              # and the same summary
+    ids = ResultStore(out).table(["run_id"]).column("run_id").to_pylist()
+    assert len(ids) == len(set(ids)) == runs                           # one row per run, none lost
+    assert not list((tmp_path / "store" / "_claims").iterdir())        # every claim released

@@ -146,3 +146,39 @@ def test_kill_9_leaves_no_worker_and_rerun_completes_exactly(tmp_path):
     assert len(expected) == 183
     assert sorted(masks) == sorted(expected)   # one grid point, one seed: one run per mask, each once
     assert "183 runs over 3 levels" in (tmp_path / "rerun.out").read_text()
+
+
+# -- --jobs 1: the chunk trains in the driver, and a stop still ends it within seconds -------------
+# Levels 12 and 13 (150 runs) come first, in a chunk each; then level 14, 948 runs of 100 epochs in
+# one chunk (about 20-40 s here). The engine reports epochs to the driver at least every 10 epochs
+# (search.phases.train_chunk), where the stop signal is handled: without that it would return to
+# Python only when the whole chunk ended (100 epochs at once on one seed index).
+IN_PROCESS = ["search", "masks", "--widths", "3,3,3", "--max-nnz", "14", "--epochs", "100",
+              "--lrs", "0.05,0.1", "--schedules", "cosine,step,constant", "--chunk-size", "1024",
+              "--jobs", "1", "--quiet"]
+STOP_WITHIN_S = 6.0
+
+
+def test_jobs_1_sweep_stops_within_seconds_and_keeps_its_rows(tmp_path):
+    out, log = tmp_path / "store", tmp_path / "one"
+    proc = subprocess.Popen([sys.executable, "-m", "cubist.cli", *IN_PROCESS, "--out", str(out)],
+                            start_new_session=True, stdin=subprocess.DEVNULL,
+                            stdout=open(log.with_suffix(".out"), "w"), stderr=open(log.with_suffix(".err"), "w"))
+    try:
+        _wait_for_shards(proc, out, 2)   # levels 12 and 13 stored: the big chunk of level 14 starts
+        time.sleep(1.0)
+        assert proc.poll() is None
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=120) == 143
+        took = time.monotonic() - t0
+        assert took < STOP_WITHIN_S, f"the --jobs 1 sweep took {took:.1f} s to stop"
+        assert not _wait_gone(proc.pid, 5.0)
+    finally:
+        _reap(proc.pid)
+    err = (tmp_path / "one.err").read_text().strip().splitlines()
+    assert err == ["cubist: stopped by SIGTERM; finished results are stored, rerun to resume"]
+    rows = _rows(out)   # the two finished levels, each run once, the stopped chunk not at all
+    assert len(rows) == 150 == len({r["run_id"] for r in rows})
+    assert not list((out / "_claims").iterdir())   # its claim went with it
+

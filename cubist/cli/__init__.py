@@ -9,9 +9,11 @@ Stops: SIGTERM and SIGINT (Ctrl-C) end a command with one line on stderr and exi
 130 (128 + the signal). The signal unwinds the command (a local cluster it started is closed on
 the way), then this process's loky workers are killed (:func:`cubist.dispatch.stop_workers`).
 Rows of finished chunks are already in the store (the driver writes each chunk as it returns),
-so the same command resumes. A chunk trained in this process (``--jobs 1``) is stopped when it
-returns to Python (numba does not see signals). After ``kill -9`` the workers see their driver
-gone and exit (:func:`cubist.dispatch._watch_driver`).
+so the same command resumes. A chunk trained in this process (``--jobs 1``) stops within one
+kernel call of the numba engine, which does not see signals: the search trains it with epoch
+reports, so the engine returns to Python at least every 10 epochs (:func:`search.phases.run_chunks`;
+the pruners' torch steps are short anyway). After ``kill -9`` the workers see their driver gone and
+exit (:func:`cubist.dispatch._watch_driver`).
 """
 from __future__ import annotations
 
