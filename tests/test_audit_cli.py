@@ -332,6 +332,68 @@ def test_quick_audit_end_to_end(tmp_path, capsys):
     assert len(load_results([str(out / "runs")])) == n
 
 
+def test_audit_says_what_it_reads_on_stderr_unless_quiet(store, tmp_path, capsys, monkeypatch):
+    """Reading big stores takes a while: a bar per store on stderr (once it takes a moment), then
+    what comes next; --quiet (now also without --quick) hides them."""
+    from cubist.report import tables
+    path, rows = store
+    monkeypatch.setattr(tables, "PROGRESS_DELAY_S", 0.0)   # this small store is read at once ...
+    monkeypatch.setattr(tables, "ROWS_NOTICE", 1)          # ... and its rows prepared at once
+    assert main(["audit", str(path), "--target", "0.95", "--out", str(tmp_path / "a"), "--no-figures"]) == 0
+    err = capsys.readouterr().err
+    assert f"reading {path}" in err and "shard" in err
+    assert f"preparing the rows of {len({r['run_id'] for r in rows}):,} runs..." in err
+    assert "writing the report..." in err
+    assert main(["audit", str(path), "--target", "0.95", "--out", str(tmp_path / "b"), "--no-figures",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_quick_audit_prints_its_plan_and_estimate_before_training(tmp_path, capsys, monkeypatch):
+    import pruners
+    from search import phases
+    seen = []
+
+    def first_training(*a, store, **k):
+        seen.append(capsys.readouterr().out)   # what was printed before any training
+        store.write(search_rows())
+
+    monkeypatch.setattr(phases, "search_masks", first_training)
+    monkeypatch.setattr(pruners, "run_sweep", lambda cfg, store, **k: None)
+    assert main(["audit", "--quick", "--out", str(tmp_path / "q"), "--quiet", "--no-figures"]) == 0
+    before = seen[0].splitlines()
+    assert before[0].startswith(f"quick audit into {tmp_path / 'q'}, 50 epochs per run; the plan, with "
+                                "estimated times") and "an estimate" in before[0]
+    # every level of the (4,2,5) orbits (4,220 masks, one grid point, one init): a bound, sparsest first
+    assert before[1].startswith("  search 2-4-2-5-1, at most 14 levels (18-31 weights), sparsest level first")
+    assert ": 4,220 runs, about " in before[1]
+    assert any(ln.startswith("  prune gmp 2-4-2-5-1 at 20, 27 weights: 2 runs, about ") for ln in before)
+    assert any(ln.startswith("  prune synflow 2-16-16-16-1 at 20, 27, 40, 65 weights: 4 runs, about ") for ln in before)
+    assert before[-2].startswith("  the report and its figures: about ")
+    assert before[-1].startswith("  estimated total: about ") and "compiles the search engine" in before[-1]
+
+
+def test_quick_plan_estimates_from_its_cost_model_and_counts_stored_runs(tmp_path):
+    from cubist.data import Dataset
+    from cubist.store import ResultStore
+    from pruners.runner import run_sweep
+    from search.phases import Grid, search_masks
+    store, data, grid = ResultStore(tmp_path / "runs"), Dataset.spiral(), Grid(lrs=(0.05,), schedules=("cosine",))
+    sweeps = quick.quick_sweeps(methods=("gmp",), widths=((2, 4, 2, 5, 1),), epochs=1, device="cpu")
+    fresh = quick.quick_plan(store, data, grid, max_nnz=19, sweeps=sweeps)
+    assert [(s.runs, s.stored) for s in fresh] == [(38 + 176, 0), (2, 0), (0, 0)]
+    assert fresh[0].seconds == pytest.approx(214 * 50 * quick.SEARCH_S_PER_RUN_EPOCH)
+    assert fresh[1].seconds == pytest.approx(1 * quick.PRUNE_S_PER_CHUNK_EPOCH["narrow"])   # one chunk, 1 epoch
+    assert fresh[2].seconds == quick.REPORT_S
+    run_sweep(sweeps[0], store=store)
+    search_masks(quick.QUICK_HIDDEN, 0.95, grid, store=store, max_nnz=18, quiet=True, log=lambda *a: None)
+    again = quick.quick_plan(store, data, grid, max_nnz=19, sweeps=sweeps)
+    assert (again[0].runs, again[0].stored) == (214, 38)                 # level 18 is stored
+    assert again[0].seconds == pytest.approx(176 * 50 * quick.SEARCH_S_PER_RUN_EPOCH)
+    assert (again[1].runs, again[1].stored, again[1].seconds) == (2, 2, 0)
+    assert again[1].line() == "  prune gmp 2-4-2-5-1 at 20, 27 weights: 2 runs, 2 of them stored, about 0 s"
+
+
 # -- cubist plot -----------------------------------------------------------------------------
 def test_plot_run_ids(store, tmp_path, capsys):
     path, rows = store

@@ -219,7 +219,7 @@ CASES = [
     ("audit --epochs 3", "--epochs applies only with --quick"),
     ("audit R --jobs 2", "--jobs applies only with --quick"),
     ("audit R --device cpu", "--device applies only with --quick"),
-    ("audit R --quiet", "--quiet applies only with --quick"),
+    ("audit --quiet", "RESULTS"),   # --quiet hides the audit's own bars too: no longer --quick only
     ("audit --quick R", "give no RESULTS"),
     ("audit --quick --target 0.9,0.95", "one --target"),
     ("audit --quick --methods gmp", "--methods"),

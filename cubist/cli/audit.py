@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+from dataclasses import dataclass
 
+from cubist.data import DataConfig
 from cubist.masks import dense_weight_count
 from cubist.stats import DEFAULT_TARGET
 from cubist.train import TrainConfig
@@ -92,18 +95,22 @@ def write_report_staged(df, targets, out_dir: str, **kw) -> dict:
     return report
 
 
-def audit_stores(results, targets, out_dir: str, **kw) -> dict:
+def audit_stores(results, targets, out_dir: str, *, progress: bool = False, **kw) -> dict:
     """Load the result stores (a bad one fails here, before anything is written), then write the
-    report (:func:`write_report_staged`)."""
+    report (:func:`write_report_staged`). ``progress``: say on stderr what it reads and does,
+    where that takes noticeable time (:func:`cubist.report.tables.load_results`)."""
     results = [results] if isinstance(results, (str, os.PathLike)) else list(results)
-    df = A.load_results(results)
+    df = A.load_results(results, progress=progress)
+    if progress and len(df) >= A.ROWS_NOTICE:
+        print("writing the report...", file=sys.stderr, flush=True)
     return write_report_staged(df, targets, out_dir, sources=results, **kw)
 
 
 # -- --quick ---------------------------------------------------------------------------------
 QUICK_METHODS = ("gmp", "snip", "synflow", "random")   # one training run each: cheap
 # (4,2,5) is the architecture with the fewest weights that phase 1 found reaching 95% (results/),
-# and its phase-2 search reaches 95% at 27 weights with lr 0.05 and cosine annealing.
+# and its phase-2 search with lr 0.05 and cosine annealing reaches 95% at 24 weights (a timed quick
+# audit at commit 13f1cff: levels 18-24, 3,392 runs, each from its own init).
 QUICK_HIDDEN = (4, 2, 5)
 QUICK_WIDTHS = ((2, 4, 2, 5, 1), (2, 16, 16, 16, 1))
 QUICK_NNZ = (20, 27, 40, 65)
@@ -124,6 +131,85 @@ def quick_sweeps(*, methods=QUICK_METHODS, widths=QUICK_WIDTHS, nnz=QUICK_NNZ, l
     return out
 
 
+# -- the quick audit's plan and its estimated time ---------------------------------------------
+# The cost model of the plan, fitted to one timed `cubist audit --quick` on defaults (--jobs 1, CPU,
+# 50 epochs) on this project's 2-core machine while other jobs ran on it (load average about 3),
+# from the "done in" lines it prints: the search trained 3,392 runs (levels 18-24, where it
+# stopped) in 57.4 s after 24.3 s of compiling the engine; the four pruners took 14.8-19.6 s a
+# sweep at (4,2,5) and 22.2-24.6 s at width 16, each sweep one batched model of 2 or 4 runs (a
+# batched model costs about the same per epoch whatever its few runs: the cost is per chunk); the
+# report with its figures 4.4 s. An estimate: other machines and loads differ, and the search's
+# early exits make a level cheaper the more of its runs die early.
+SEARCH_S_PER_RUN_EPOCH = 57.4 / (3392 * 50)
+PRUNE_S_PER_CHUNK_EPOCH = {"narrow": 16.9 / 50, "wide": 23.6 / 50}   # means over the four methods
+REPORT_S = 4.4
+ENGINE_COMPILE_S = 25.0   # numba compiling the search engine on its first use (a cold cache)
+
+
+@dataclass
+class QuickStage:
+    """One stage of the quick audit: what it trains, and its estimated seconds."""
+
+    what: str
+    runs: int        # runs the stage plans (at most, for the search)
+    stored: int      # of which already in the store (not trained again)
+    seconds: float   # estimated
+
+    def line(self) -> str:
+        left = f", {self.stored} of them stored" if self.stored else ""
+        runs = f"{self.runs:,} runs{left}, " if self.runs else ""
+        return f"  {self.what}: {runs}about {_duration(self.seconds)}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def quick_plan(store, data, grid, *, hidden=QUICK_HIDDEN, max_nnz=None, target=DEFAULT_TARGET, sweeps=()) -> list:
+    """The stages of the quick audit (:class:`QuickStage`) with their estimated times (the cost
+    model above, CPU figures): the search's levels (every level up to ``max_nnz``, or all of them:
+    a bound for a sparsest-first search), each pruner sweep (its chunks with a run not stored yet,
+    trained whole), the report."""
+    import torch
+
+    from cubist.masks import mask_key
+    from cubist.store import run_id
+    from pruners.runner import build_runs, epochs_per_run, load_data, sweep_chunks
+    from search.enumerate import enumerate_masks
+    from search.phases import SearchRun
+
+    done = store.done()
+    widths = (data.X.shape[1], *hidden, 1)
+    ids, levels = [], set()
+    for masks in enumerate_masks(widths, symmetry="orbits"):
+        nnz = int(sum(m.sum() for m in masks))
+        if max_nnz is not None and nnz > max_nnz:
+            continue
+        levels.add(nnz)
+        key = mask_key(masks)
+        for lr, sch, k in grid.points():
+            ids.append(run_id(SearchRun("search_masks", widths, key, lr, sch, k, grid, "orbits",
+                                        data=data.config if data.config is not None else DataConfig())
+                              .to_row(data.id)))
+    stored = sum(r in done for r in ids)
+    how = (f"every level up to {max_nnz} weights" if max_nnz is not None
+           else f"sparsest level first, stopping at the first that reaches {target:g}")
+    stages = [QuickStage(f"search {A.widths_label(widths)}, at most {len(levels)} levels ({min(levels)}-{max(levels)} "
+                         f"weights), {how}", len(ids), stored,
+                         (len(ids) - stored) * grid.epochs * SEARCH_S_PER_RUN_EPOCH)]
+    for cfg in sweeps:
+        runs = build_runs(cfg, load_data(cfg))
+        chunks = [c for c in sweep_chunks(cfg, runs, torch.device("cpu")) if any(r.run_id not in done for r in c)]
+        wide = "wide" if max(cfg.widths[1:-1]) > 8 else "narrow"
+        cost = sum(epochs_per_run(cfg, c[0]) for c in chunks) * PRUNE_S_PER_CHUNK_EPOCH[wide]
+        left = [r for r in runs if r.run_id not in done]
+        stages.append(QuickStage(f"prune {cfg.method} {A.widths_label(cfg.widths)} at {', '.join(map(str, cfg.nnz))} "
+                                 f"weights", len(runs), len(runs) - len(left), cost))
+    stages.append(QuickStage("the report and its figures", 0, 0, REPORT_S))
+    return stages
+
+
 def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = TrainConfig.epochs, target: float = DEFAULT_TARGET,
                     hidden=QUICK_HIDDEN, max_nnz: int | None = None, methods=QUICK_METHODS, widths=QUICK_WIDTHS,
                     nnz=QUICK_NNZ, lrs=(0.05,), schedules=("cosine",), seeds: int = 1, device: str = "auto",
@@ -140,21 +226,40 @@ def run_quick_audit(out_dir: str = DEFAULT_OUT, *, epochs: int = TrainConfig.epo
 
     Fewer ``epochs`` than the paper's 50 make every number an upper bound on what 50 give.
     """
+    import time
+
     import pruners
     from search import phases
+    from cubist.data import Dataset
     from cubist.store import ResultStore
     store = ResultStore(os.path.join(out_dir, "runs"))
     grid = phases.Grid(lrs=tuple(lrs), schedules=tuple(schedules), seeds=seeds, epochs=epochs)
-    upto = f"up to {max_nnz} weights" if max_nnz is not None else f"sparsest level first until one reaches {target:g}"
-    log(f"quick audit: search {tuple(hidden)} {upto}, {epochs} epochs")
-    phases.search_masks(tuple(hidden), target, grid, store=store, max_nnz=max_nnz, jobs=jobs, quiet=quiet,
+    sweeps = quick_sweeps(methods=methods, widths=widths, nnz=nnz, lrs=lrs, schedules=schedules, seeds=seeds,
+                          epochs=epochs, device=device)
+    data = Dataset.spiral()
+    stages = quick_plan(store, data, grid, hidden=hidden, max_nnz=max_nnz, target=target, sweeps=sweeps)
+    total = sum(s.seconds for s in stages)
+    log(f"quick audit into {out_dir}, {epochs} epochs per run; the plan, with estimated times (a cost model "
+        f"measured on a loaded 2-core CPU machine: an estimate):")
+    for s in stages:
+        log(s.line())
+    log(f"  estimated total: about {_duration(total)} (plus about {ENGINE_COMPILE_S:.0f} s the first time, while "
+        f"numba compiles the search engine)")
+    t0, before = time.perf_counter(), len(store.done())
+    phases.search_masks(tuple(hidden), target, grid, store=store, data=data, max_nnz=max_nnz, jobs=jobs, quiet=quiet,
                         log=log if not quiet else (lambda *a, **k: None))
-    for cfg in quick_sweeps(methods=methods, widths=widths, nnz=nnz, lrs=lrs, schedules=schedules, seeds=seeds,
-                            epochs=epochs, device=device):
+    log(f"quick audit: search done in {time.perf_counter() - t0:.1f} s ({len(store.done()) - before} runs stored)")
+    for cfg in sweeps:
+        t1, before = time.perf_counter(), len(store.done())
         log(f"quick audit: prune {cfg.method} {A.widths_label(cfg.widths)} at {cfg.nnz}")
         pruners.run_sweep(cfg, store=store, progress=not quiet, threads=jobs)
-    return audit_stores([store.path], [target], out_dir, methods=list(methods), figures=figures, formats=formats,
-                        min_rate=min_rate)
+        log(f"quick audit: prune {cfg.method} {A.widths_label(cfg.widths)} done in {time.perf_counter() - t1:.1f} s "
+            f"({len(store.done()) - before} runs stored)")
+    t2 = time.perf_counter()
+    report = audit_stores([store.path], [target], out_dir, methods=list(methods), figures=figures, formats=formats,
+                          min_rate=min_rate, progress=not quiet)
+    log(f"quick audit: report done in {time.perf_counter() - t2:.1f} s; in all {time.perf_counter() - t0:.1f} s")
+    return report
 
 
 # -- cubist audit ----------------------------------------------------------------------------
@@ -179,14 +284,14 @@ def add_parser(sub):
                    help="run a small search and pruner sweep first (into DIR/runs), then audit it")
     epochs = default_of(run_quick_audit, "epochs")
     p.add_argument("--epochs", type=positive_int, help=f"--quick: epochs per run (default {epochs})")
-    p.add_argument("--quiet", action="store_true", default=None, help="--quick: no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or status lines on stderr")
     device, jobs = default_of(run_quick_audit, "device"), default_of(run_quick_audit, "jobs")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"--quick: where torch runs (default {device})")
     p.add_argument("--jobs", type=positive_int, help=f"--quick: parallel workers / threads (default {jobs})")
     p.set_defaults(func=_run)
 
 
-QUICK_ONLY = ("epochs", "quiet", "device", "jobs")   # flags of --quick (None unless given)
+QUICK_ONLY = ("epochs", "device", "jobs")   # flags of --quick (None unless given)
 
 
 def _run(args):
@@ -210,7 +315,8 @@ def _run(args):
         if not args.results:
             raise CubistError("give at least one RESULTS directory (or --quick)")
         report = audit_stores(args.results, args.target, args.out, methods=args.methods,
-                              figures=not args.no_figures, formats=args.formats, min_rate=args.min_rate)
+                              figures=not args.no_figures, formats=args.formats, min_rate=args.min_rate,
+                              progress=not args.quiet)
     unreached = set(report.get("unreached", ()))
     for key, tables in report["tables"].items():
         label, t = key if isinstance(key, tuple) else (None, key)

@@ -64,30 +64,55 @@ class ResultsError(ValueError):
 
 
 # -- loading ---------------------------------------------------------------------------------
-def load_results(paths) -> pd.DataFrame:
+def load_results(paths, progress: bool = False) -> pd.DataFrame:
     """All rows of one or more result store directories, one per ``run_id`` (first kept).
 
     ``widths`` become tuples (hashable, for grouping). Raises :class:`ResultsError` for a path
-    that is missing, not a directory, or holds no result shards.
+    that is missing, not a directory, or holds no result shards. ``progress``: a bar per store
+    on stderr as its shards are read and checked (the first read of a shard checks it whole).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise ResultsError("no result directory given")
-    frames = []
-    for path in paths:
+    for path in paths:   # every path checked before any is read
         if not os.path.exists(path):
             raise ResultsError(f"result directory {path} does not exist")
         if not os.path.isdir(path):
             raise ResultsError(f"{path} is not a result directory")
+    frames = []
+    for path in paths:
         store = ResultStore(path)
-        if not store.shards():
+        frames.append(_read_store(store, progress))
+        if not store.shards():   # checked by the read: no work again
             raise ResultsError(f"result directory {path} holds no results (no part-*.parquet shards)")
-        frames.append(store.load())
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     df = df.drop_duplicates("run_id", keep="first").reset_index(drop=True)
+    if progress and len(df) >= ROWS_NOTICE:
+        import sys
+        print(f"preparing the rows of {len(df):,} runs...", file=sys.stderr, flush=True)
     return _normalise(df)
+
+
+PROGRESS_DELAY_S = 0.5   # a store read faster shows no bar (nor does one that is found empty or bad at once)
+ROWS_NOTICE = 50_000     # from this many rows on, preparing them (and the report) takes noticeable time: say so
+
+
+def _read_store(store: ResultStore, progress: bool) -> pd.DataFrame:
+    """``store.load()``, with a bar of its shards on stderr when ``progress`` (once it takes
+    :data:`PROGRESS_DELAY_S`)."""
+    if not progress:
+        return store.load()
+    import sys
+
+    from tqdm.auto import tqdm
+    with tqdm(desc=f"reading {store.path}", unit="shard", file=sys.stderr, dynamic_ncols=True,
+              delay=PROGRESS_DELAY_S) as bar:
+        def advance(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+        return store.load(progress=advance)
 
 
 _NORMALISED = "cubist.report.normalised"   # the df.attrs marker of a normalised frame
