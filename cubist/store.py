@@ -153,6 +153,7 @@ OMITTED_AT_DEFAULT: dict[tuple[str, ...], object] = {
     ("data",): {},                      # search rows: the data set, recorded when not the paper's spiral
     ("data", "name"): "spiral",         # pruner rows: the data set's name ...
     ("data", "recipe"): {},             # ... and the recipe fields that differ from its defaults
+    ("params", "reinit"): "none",       # snip/grasp rows from before --reinit existed
 }
 
 

@@ -23,8 +23,8 @@ sparsest paper does in its random-init runs; the pruned network is then trained 
 weights, masked. Biases keep the run's init.
 
 Uncertain details are options recorded in each row's ``params`` (the SNIP/GraSP batch size, the
-GMP event window, SynFlow's float64 scoring). ``reinit`` is recorded only when it is not
-``none``, so the rows stored before it existed keep their run ids.
+GMP event window, SynFlow's float64 scoring, ``reinit``). Run ids leave ``reinit`` out at
+``none`` (:data:`cubist.store.OMITTED_AT_DEFAULT`), so rows stored before it existed keep theirs.
 """
 from __future__ import annotations
 
@@ -148,13 +148,6 @@ class SNIPConfig(AtInitConfig):
             raise ValueError(f"score_batch must be >= 1, got {self.score_batch}")
         if self.reinit not in REINITS:
             raise ValueError(f"unknown reinit {self.reinit!r}; choose from {', '.join(REINITS)}")
-
-    def to_params(self) -> dict:
-        """The fields, ``reinit`` only when it is not ``none`` (rows stored before it keep their ids)."""
-        params = super().to_params()
-        if params["reinit"] == "none":
-            del params["reinit"]
-        return params
 
 
 @torch.no_grad()

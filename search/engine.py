@@ -1116,7 +1116,8 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
                 Xe = np.empty((len(es), len(block), steps, widths[0], batch_size), np.float32)
                 Ye = np.empty((len(es), len(block), steps, batch_size), np.float32)
                 _gather_batches(X, y, perms, Xe, Ye)
-                _train_epochs(Xe, Ye, lr_table[e0:e0 + len(es)], start, flat, slot, packed.rowptr, packed.colptr,
+                # contiguous: numba compiles one kernel per array layout, and a slice's layout varies
+                _train_epochs(Xe, Ye, np.ascontiguousarray(lr_table[e0:e0 + len(es)]), start, flat, slot, packed.rowptr, packed.colptr,
                               packed.coff, packed.roff, packed.widx, packed.w, wbuf, packed.b, bbuf, packed.bmask,
                               np.float32(momentum), np.float32(weight_decay), active, epochs_run, exit_epoch,
                               uoff, kappa, hull, _EXIT_EPS, fut, lr_index, screen, box_lo, box_hi, next_check,

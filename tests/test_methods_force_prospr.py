@@ -348,9 +348,16 @@ def test_defaults_are_recorded_in_params():
     p = method("prospr").params()
     assert (p["inner_steps"], p["inner_momentum"], p["inner_weight_decay"], p["detach_first_momentum"],
             p["score_batch"], p["rounds"]) == (3, 0.9, True, False, 128, 1)
-    # reinit is recorded when it is not none: SNIP and GraSP rows stored before it keep their run ids
-    assert set(method("snip").params()) == {"method", "procedure", "scope", "density_scheme", "prunable", "rounds",
-                                            "score_batch"}
+    # reinit is always recorded; run ids leave it out at none, so SNIP and GraSP rows stored before it keep theirs
+    from cubist.store import run_id
+    snip = method("snip").params()
+    assert set(snip) == {"method", "procedure", "scope", "density_scheme", "prunable", "rounds", "score_batch",
+                         "reinit"} and snip["reinit"] == "none"
+    row = {"kind": "prune", "method": "snip", "params": snip}
+    before = {"kind": "prune", "method": "snip", "params": {k: v for k, v in snip.items() if k != "reinit"}}
+    assert run_id(row) == run_id(before)
+    xavier = {"kind": "prune", "method": "snip", "params": {**snip, "reinit": "xavier_normal"}}
+    assert run_id(xavier) != run_id(before)
     assert method("grasp", reinit="xavier_normal").params()["reinit"] == "xavier_normal"
 
 
