@@ -364,6 +364,7 @@ def run(cfg: ImageNetConfig, *, resume: bool = False, quiet: bool = False, dist:
              "data": {"name": "imagefolder", "classes": len(train_ds.classes), "train_images": len(train_ds),
                       "val_images": len(val_ds)}}
     mcfg = cfg.method_config(len(loader))
+    mcfg.check_run_length(len(loader) * cfg.epochs)
     method = get_method(cfg.method)(mcfg)
     ident["params"] = method.params()
     key = run_id({**ident, "extra_config": {"imagenet": identity}})

@@ -415,12 +415,13 @@ def check_store_dir(path: str, flag: str = "--out") -> None:
 # only (the command modules read it with command_help) so ``cubist --help`` can list every command without
 # importing torch or numba; only the module of the command being run is imported.
 COMMANDS = {
-    "data": ("cubist.cli.data", "write the Cubist Spiral as Parquet (x1, x2, label)"),
+    "data": ("cubist.cli.data", "write the Cubist Spiral as Parquet (x1, x2, label); 'data digits': images"),
     "search": ("cubist.cli.search", "exact combinatorial search for the sparsest models"),
     "prune": ("cubist.cli.prune", "prune spiral MLPs with a method over a grid of targets (batched runs)"),
     "audit": ("cubist.cli.audit", "report: pruning against the exact sparsest models"),
     "plot": ("cubist.cli.plot", "draw runs: decision regions, network graph, switching lines"),
     "store": ("cubist.cli.store", "check or repair a result store: bad shards, duplicate rows"),
+    "imagenet": ("cubist.cli.imagenet", "one pruning run on an ImageFolder data set (ImageNet) with torchrun + DDP"),
 }
 
 

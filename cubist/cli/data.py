@@ -1,4 +1,5 @@
-"""``cubist data``: write a data set of the registry as Parquet (x1, x2, label) with its id."""
+"""``cubist data``: write a data set of the registry as Parquet (x1, x2, label) with its id;
+``cubist data digits --out DIR``: scikit-learn's bundled digits as an ImageFolder directory."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,11 @@ def add_parser(sub):
     p = sub.add_parser("data", help=command_help("data"),
                        description="Write a data set of the registry (default: the Cubist Spiral, the paper's "
                                    "recipe on defaults) as Parquet, with the id result rows record.")
-    p.add_argument("--out", required=True, metavar="FILE", help="Parquet file to write")
+    p.add_argument("export", nargs="?", choices=("digits",), default=None,
+                   help="digits: write scikit-learn's 1,797 bundled 8x8 digits as PNG images into --out DIR "
+                        "in the ImageFolder layout (train/ and val/, one folder per class; every 5th image of "
+                        "each class to val/), for cubist imagenet")
+    p.add_argument("--out", required=True, metavar="FILE", help="Parquet file to write (digits: a new directory)")
     p.add_argument("--plot", metavar="FILE", help="also draw the two classes (a .png or .svg file)")
     p.add_argument("--split", choices=SPLITS, default="train",
                    help="training points, or a held-out companion set (default train)")
@@ -45,6 +50,8 @@ def check_figure_file(path: str, flag: str) -> None:
 
 
 def _run_data(args):
+    if args.export == "digits":
+        return _export_digits(args)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -75,3 +82,53 @@ def _run_data(args):
         from cubist.report.plots import plot_data
         plot_data(X, y, args.plot, title=f"{spec.description} ({len(X)} points)")
         print(f"wrote {args.plot}")
+
+
+def write_digits(out: str) -> dict:
+    """scikit-learn's bundled digits (all 1,797 8x8 images) as PNGs in the ImageFolder layout:
+    ``out/train/<digit>/<index>.png`` and ``out/val/...`` (the images of each class in their
+    order, every 5th to ``val/``). Written into a temporary directory beside ``out`` and renamed
+    onto it at the end, so ``out`` appears whole or not at all. Returns the counts per split."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    parent = os.path.dirname(os.path.abspath(out))
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", suffix=".tmp", dir=parent)
+    counts = {"train": 0, "val": 0}
+    try:
+        seen = {}
+        for i, (img, label) in enumerate(zip(digits.images, digits.target)):
+            k = seen.get(int(label), 0)
+            seen[int(label)] = k + 1
+            split = "val" if k % 5 == 4 else "train"
+            d = os.path.join(tmp, split, str(int(label)))
+            os.makedirs(d, exist_ok=True)
+            pixels = np.clip(np.round(img * (255 / 16)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(os.path.join(d, f"{i:04d}.png"))
+            counts[split] += 1
+        os.rename(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return counts
+
+
+def _export_digits(args):
+    extra = [flag for flag, given in (("--plot", args.plot), ("--split", args.split != "train")) if given]
+    if extra:
+        raise CubistError(f"{', '.join(extra)} does not apply to 'cubist data digits'")
+    if os.path.exists(args.out):
+        raise CubistError(f"--out {args.out} exists; digits are written into a new directory")
+    parent = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(parent):
+        raise CubistError(f"cannot write {args.out}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise CubistError(f"cannot write {args.out}: permission denied")
+    counts = write_digits(args.out)
+    print(f"wrote {counts['train'] + counts['val']} digits to {args.out} ({counts['train']} in train/, "
+          f"{counts['val']} in val/, 10 classes)")
