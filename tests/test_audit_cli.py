@@ -248,7 +248,8 @@ def _tables_each_alone(df, target, methods, min_rate):
             "by_nnz": audit.success_by_nnz(levels, success),
             "effective": A.effective_sparsity(df[df["kind"] == A.PRUNE_KIND]),
             "overparam": A.overparam_curve(df, target), "overlap": overlap,
-            "overlap_summary": A.overlap_summary(overlap), "best_accuracy": A.best_accuracy(df)}
+            "overlap_summary": A.overlap_summary(overlap), "best_accuracy": A.best_accuracy(df),
+            "method_audit": A.method_audit(df, target)}
 
 
 @pytest.mark.parametrize("which", ["store", "success_store"])

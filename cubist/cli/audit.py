@@ -335,6 +335,12 @@ def _run(args):
         cols = ["rank", "method", "widths", "nnz", "effective_nnz", "ratio", RATE, "inits", "rate_nnz", "status"]
         print(text_table(head[[c for c in cols if c in head.columns]]))
         print()
+        question = report_view("question", tables)
+        if len(question):
+            print(where + f"Target {t:g}: PILoT, DWF, LRR and their combinations against the search's sparsest "
+                  f"(the report's section 'Do PILoT, DWF and LRR elude the sparsest models?')")
+            print(text_table(question))
+            print()
     print(f"wrote {os.path.join(args.out, 'report.md')} and {os.path.join(args.out, 'report.html')}")
     if args.quick:
         runs = os.path.join(args.out, "runs")

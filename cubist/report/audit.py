@@ -65,6 +65,7 @@ def audit_tables(df: pd.DataFrame, target: float, methods=None,
         "overlap": overlap,
         "overlap_summary": A.overlap_summary(overlap),
         "best_accuracy": A.best_accuracy(df),
+        "method_audit": A.method_audit(df, target, inputs=inputs),
     }
 
 
@@ -187,6 +188,10 @@ BEST = "best grid point"
 
 def report_view(key: str, tables: dict) -> pd.DataFrame:
     """The columns of table ``key`` as the report shows them: rates as ``k/n = rate [low, high]``."""
+    if key in _PARTS:   # a part of another table
+        source, keep = _PARTS[key]
+        t = tables[source]
+        return _VIEWS[source](t[keep(t)].reset_index(drop=True)) if len(t) else t
     t = tables[key]
     if t.empty or key not in _VIEWS:
         return t
@@ -250,8 +255,56 @@ def _by_nnz_view(t: pd.DataFrame) -> pd.DataFrame:
     return v
 
 
+def retrain_text(r) -> str:
+    """The mask-from-init cell of a :func:`~cubist.report.tables.method_audit` row."""
+    if not r["reached_runs"]:
+        return "— (never reached)"
+    if not r["matched_masks"]:
+        return f"no rows ({int(r['reaching_masks'])} masks reaching)"
+    return (rate_text(r["retrain_successes"], r["retrain_runs"], r["retrain_low"], r["retrain_high"])
+            + f" ({int(r['matched_masks'])} of {int(r['reaching_masks'])} masks)")
+
+
+def _method_audit_view(t: pd.DataFrame) -> pd.DataFrame:
+    v = t[["widths", "method", "runs", "search_nnz", "nnz", "ratio"]].copy()
+    v["reaching at nnz (pooled)"] = [rate_text(*x) for x in zip(t["level_successes"], t["level_runs"],
+                                                                t["level_low"], t["level_high"])]
+    v["budget at search_nnz"] = t["at_search"]
+    v["reaching there (pooled)"] = [rate_text(*x) for x in zip(t["at_successes"], t["at_runs"], t["at_low"],
+                                                               t["at_high"])]
+    v["runs with inactive"] = t["runs_with_inactive"]
+    v["mean inactive"] = t["inactive"]
+    v["mean dead units"] = t["dead_units"]
+    v["reaching runs with inactive"] = t["reaching_with_inactive"]
+    v["mask from init"] = [retrain_text(r) for _, r in t.iterrows()]
+    return v
+
+
+def retrain_notes(table: pd.DataFrame, sources=(), methods=None, max_ids: int = 6) -> list[str]:
+    """The lines under the mask-or-weights table: where retrain-from-init rows come from, and the
+    command that answers it for the reaching runs of ``methods`` whose masks have none (the sparsest
+    reaching runs, at most ``max_ids``)."""
+    t = table if methods is None or table.empty else table[table["method"].map(methods).astype(bool)]
+    missing = t[t["missing_run_ids"].astype(bool)]
+    lines = ["`mask from init`: the search's runs of the same masks (the mask itself or, under random inits, its "
+             "orbit's representative), each from its own fresh init, pooled over the search's grid. "
+             "`cubist search retrain` prints its verdict and stores no rows, so the audit reads only search "
+             "stores' rows. A method that reaches the target far more often than its masks do from fresh inits "
+             "found weights, not a mask."]
+    if len(missing):
+        ids = [s.split(",")[0] for s in missing["missing_run_ids"] if s][:max_ids]   # each pair's sparsest
+        where = " ".join(os.fspath(s) for s in sources) or "RESULTS"
+        pairs = "1 (architecture, method) pair" if len(missing) == 1 else f"{len(missing)} (architecture, method) pairs"
+        lines.append(f"No search rows for some masks of {pairs} that reach the "
+                     f"target; the masks of their sparsest such runs from fresh inits (prints, stores nothing): "
+                     f"`cubist search retrain {where} --run-id {','.join(i[:8] for i in ids)} --seeds 10`.")
+    return lines
+
+
 _VIEWS = {"headline": _headline_view, "search": _search_view, "dense": _dense_view, "frontier": _frontier_view,
-          "by_nnz": _by_nnz_view}
+          "by_nnz": _by_nnz_view, "method_audit": _method_audit_view}
+_PARTS = {"question": ("method_audit", lambda t: t["method"].map(A.is_question_method).astype(bool)),
+          "question_others": ("method_audit", lambda t: ~t["method"].map(A.is_question_method).astype(bool))}
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -331,6 +384,17 @@ SECTIONS = [
     ("effective", "Nominal against effective sparsity",
      "`inactive`: nonzero weights on no input-to-output path (§5); means over runs."),
     ("overparam", "Over-parameterisation", "Fewest nnz reaching the target against the starting width."),
+    ("question", "Do PILoT, DWF and LRR elude the sparsest models?",
+     "Per architecture and method (PILoT, DWF, LRR and their combinations): `search_nnz`, the search's "
+     "sparsest nnz reaching the target in an architecture embedding in this one; `nnz`, the method's fewest, "
+     "`ratio` = nnz / search_nnz; `reaching at nnz`: every run at that budget (pooled over lr, schedule, "
+     "hyper-parameters and inits, `k/n = rate [95% Wilson interval]`); `reaching there`: the same at the "
+     "smallest budget tried at or above `search_nnz`; `runs with inactive`: share of all its runs with "
+     "nonzero weights on no input-to-output path (weight nnz > effective nnz, §5), `mean inactive` such "
+     "weights per run, `reaching runs with inactive` the share among the runs reaching the target; `mask "
+     "from init`: does the mask alone train to the target (a mask), or only with the weights the method "
+     "left (weights)?"),
+    ("question_others", "The same for every other method", "Columns as above."),
     ("overlap_summary", "Overlap with the sparsest masks",
      "Shared nonzero weights with the search's sparsest masks, maximised over joint permutations of the "
      "hidden units, after keeping only each run's effective weights (`exact`: exhaustive; otherwise a "
@@ -422,12 +486,13 @@ def _provenance(df: pd.DataFrame, sources) -> list[tuple[str, str]]:
 
 
 class TargetReport(NamedTuple):
-    """One target's part of the report: its tables, figures (name -> files), notes, and whether
-    some run reached it."""
+    """One target's part of the report: its tables, figures (name -> files), notes, whether
+    some run reached it, and lines under a section's table (section key -> lines)."""
     tables: dict
     figures: dict
     notes: list
     reached: bool = True
+    after: dict = {}
 
 
 def _banner(target: float, part: TargetReport) -> str | None:
@@ -462,6 +527,7 @@ def render_markdown(provenance, per_target: dict) -> str:
         for key, title, note in SECTIONS:
             md += [f"### {title}", "", note, "",
                    markdown_table(report_view(key, part.tables), _empty_text(key, target, part))]
+            md += [line for n in part.after.get(key, ()) for line in (n, "")]
         for name, paths in part.figures.items():
             png = [p for p in paths if p.endswith(".png")] or paths
             links = " ".join(f"[{os.path.splitext(p)[1][1:]}]({os.path.basename(p)})" for p in paths)
@@ -500,6 +566,7 @@ def render_html(provenance, per_target: dict) -> str:
         for key, title, note in SECTIONS:
             parts += [f"<h3>{e(title)}</h3>", f"<p class='note'>{_inline_html(note)}</p>",
                       html_table(report_view(key, part.tables), _empty_text(key, target, part))]
+            parts += [f"<p class='note'>{_inline_html(n)}</p>" for n in part.after.get(key, ())]
         for name, paths in part.figures.items():
             png = [p for p in paths if p.endswith(".png")] or paths
             links = " ".join(f"<a href='{e(os.path.basename(p))}'>{e(os.path.splitext(p)[1][1:])}</a>"
@@ -537,7 +604,10 @@ def write_report(df: pd.DataFrame, targets, out_dir: str, methods=None, sources=
         notes = target_notes(df, tables, t, min_rate)
         if figures and "overparam" not in figs and len(tables["overparam"]):
             notes.append(f"The over-parameterisation curve is not drawn: no pruned run and no search reached {t:g}.")
-        per_target[t] = TargetReport(tables, figs, notes, ok)
+        after = {"question": retrain_notes(tables["method_audit"], sources, A.is_question_method),
+                 "question_others": retrain_notes(tables["method_audit"], sources,
+                                                  lambda m: not A.is_question_method(m))[1:]}
+        per_target[t] = TargetReport(tables, figs, notes, ok, after)
         files += [p for paths in figs.values() for p in paths]
     prov = _provenance(df, sources)
     for name, text in (("report.md", render_markdown(prov, per_target)),

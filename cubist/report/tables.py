@@ -989,3 +989,137 @@ def model_from_row(row):
     if row.get("weights") is None or row.get("mask_bits") is None:
         raise ResultsError(f"run {row.get('run_id')} kept no weights or mask to rebuild it from")
     return MaskedMLP(widths_key(row["widths"]), row_masks(row), params=row_weights(row), init_width=None)
+
+
+# -- how far each method is from the sparsest models, and what it found ----------------------
+QUESTION_METHODS = ("pilot", "dwf", "lrr", "imp+pilot", "lrr+pilot")   # issue 12's new question, and combinations
+
+
+def is_question_method(method) -> bool:
+    """Whether ``method`` is PILoT, DWF, LRR, one of their combinations, or a labelled variant of one
+    (``<name>-...``)."""
+    return isinstance(method, str) and any(method == m or method.startswith(m + "-") for m in QUESTION_METHODS)
+
+
+def _orbit_hex(masks) -> str | None:
+    """The packed bits (hex) of the canonical representative of the masks' orbit under joint
+    hidden-unit permutations, as the search stores an orbit's mask; None beyond the widths the
+    canonical form supports."""
+    from search.enumerate import canonical_mask
+    try:
+        return pack_masks(canonical_mask([np.asarray(m) for m in masks]))[0].hex()
+    except ValueError:
+        return None
+
+
+def method_audit(df: pd.DataFrame, target: float, confidence: float = 0.95, *,
+                 inputs: TargetInputs | None = None) -> pd.DataFrame:
+    """Per (widths, method) of the pruners: how far from the search's sparsest, how often it
+    reaches ``target``, how many weights lie on no input-to-output path, and whether its mask
+    alone trains to the target from a fresh init.
+
+    Columns, one row per (widths, method), sorted by widths then method:
+
+    - ``runs``, ``reached_runs``; ``search_nnz`` (the bound of :func:`search_bound`), ``nnz`` (fewest
+      weight nnz of a run reaching the target), ``level`` (its budget) and ``ratio`` (``nnz /
+      search_nnz``), as :func:`method_frontier`;
+    - ``level_runs``, ``level_successes``, ``level_rate``, ``level_low``, ``level_high``: every run at
+      ``level`` (pooled over the grid and inits, Wilson interval at ``confidence``);
+    - ``at_search``: the smallest budget tried at or above ``search_nnz`` (NaN if none), and
+      ``at_runs``, ``at_successes``, ``at_rate``, ``at_low``, ``at_high`` of its runs;
+    - ``runs_with_inactive`` (share of all runs with a nonzero weight on no input-to-output path,
+      ``weight_nnz > effective_nnz``, §5), ``inactive`` (mean ``weight_nnz - effective_nnz``),
+      ``dead_units`` (mean), ``reaching_with_inactive`` (share among the runs reaching the target);
+    - mask or weights: ``retrain_masks`` (distinct masks of the reaching runs found among the
+      search's rows of the same widths and the same kind of init: the mask itself, or, where both
+      draw random inits, its orbit's representative under joint hidden-unit permutations, which
+      then trains like it; with a fixed init only the mask itself from that init; ``matched_masks``:
+      the reaching runs' distinct masks that found some), ``retrain_runs``,
+      ``retrain_successes``, ``retrain_rate``, ``retrain_low``, ``retrain_high`` (those masks'
+      search runs, each from its own fresh init, pooled); ``reaching_masks`` (distinct masks of the
+      reaching runs) and ``missing_run_ids`` (comma-joined ids of the reaching runs whose masks have no
+      such rows, fewest nnz first, then by id: the runs for ``cubist search retrain``).
+
+    ``inputs``: the :class:`TargetInputs` of the same frame, target and confidence, to share.
+    """
+    inputs = _inputs(inputs, df, target, confidence)
+    cols = ["widths", "method", "runs", "reached_runs", "search_nnz", "nnz", "level", "ratio", "level_runs",
+            "level_successes", "level_rate", "level_low", "level_high", "at_search", "at_runs", "at_successes",
+            "at_rate", "at_low", "at_high", "runs_with_inactive", "inactive", "dead_units", "reaching_with_inactive",
+            "reaching_masks", "matched_masks", "retrain_masks", "retrain_runs", "retrain_successes", "retrain_rate", "retrain_low",
+            "retrain_high", "missing_run_ids"]
+    rows = inputs.prune_rows
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    front = {(w, m): f for w, m, (_, f) in zip(inputs.frontier["widths"], inputs.frontier["method"],
+                                              inputs.frontier.iterrows())}
+    rates = inputs.rates
+    srows = inputs.search_rows
+    srows = srows.assign(_init=_init_kind(srows["init"]), _succ=srows["_ok"].astype(int))
+    counts = srows.groupby(["widths", "_init", "mask"], sort=False).agg(runs=("run_id", "size"),
+                                                                        successes=("_succ", "sum"))
+    searched = {(w, i): g.droplevel([0, 1]) for (w, i), g in counts.groupby(level=[0, 1], sort=False)}
+    rows = rows.assign(_inactive=rows["weight_nnz"] - rows["effective_nnz"])
+    out = []
+    for (w, m), g in rows.groupby(["widths", "method"], sort=True):
+        f = front[(w, m)]
+        mine = rates[has_widths(rates, w) & (rates["method"] == m)].sort_values("level", kind="stable")
+        ok = g[g["_ok"]]
+        rec = {"widths": w, "method": m, "runs": len(g), "reached_runs": len(ok), "search_nnz": f["search_nnz"],
+               "nnz": f["min_weight_nnz"], "level": f["min_level"], "ratio": f["ratio"], "level_runs": 0,
+               "level_successes": 0, "level_rate": np.nan, "level_low": np.nan, "level_high": np.nan,
+               "at_search": np.nan, "at_runs": 0, "at_successes": 0, "at_rate": np.nan, "at_low": np.nan,
+               "at_high": np.nan, "runs_with_inactive": float((g["_inactive"] > 0).mean()),
+               "inactive": float(g["_inactive"].mean()), "dead_units": float(g["dead_units"].mean()),
+               "reaching_with_inactive": float((ok["_inactive"] > 0).mean()) if len(ok) else np.nan,
+               "reaching_masks": 0, "matched_masks": 0, "retrain_masks": 0, "retrain_runs": 0, "retrain_successes": 0,
+               "retrain_rate": np.nan, "retrain_low": np.nan, "retrain_high": np.nan, "missing_run_ids": ""}
+        for prefix, level in (("level", f["min_level"]), ("at", _first_at_or_above(mine["level"], f["search_nnz"]))):
+            r = mine[mine["level"] == level]
+            if pd.isna(level) or r.empty:
+                continue
+            r = r.iloc[0]
+            rec.update({f"{prefix}_runs": int(r["runs"]), f"{prefix}_successes": int(r["reached_runs"]),
+                        f"{prefix}_rate": r["success_rate"], f"{prefix}_low": r["low"], f"{prefix}_high": r["high"]})
+            if prefix == "at":
+                rec["at_search"] = level
+        if len(ok):
+            keyed = ok[ok["mask_bits"].notna()].sort_values(["weight_nnz", "run_id"], kind="stable")
+            keyed = keyed.loc[~_mask_key(keyed).duplicated()]
+            rec["reaching_masks"] = len(keyed)
+            found, missing = {}, []
+            for init, r in zip(_init_kind(keyed["init"]), (r for _, r in keyed.iterrows())):
+                table, key = searched.get((w, init)), None
+                if table is not None:   # the mask itself; under random inits also its orbit's representative
+                    own = bytes(r["mask_bits"]).hex()
+                    key = own if own in table.index or init != "random" else _orbit_hex(row_masks(r))
+                if key is not None and key in table.index:
+                    found[key] = table.loc[key]
+                else:
+                    missing.append(r["run_id"])
+            rec["missing_run_ids"] = ",".join(missing)
+            rec["matched_masks"] = len(keyed) - len(missing)
+            if found:
+                n = sum(int(v["runs"]) for v in found.values())
+                k = sum(int(v["successes"]) for v in found.values())
+                low, high = wilson_interval(k, n, confidence)
+                rec.update(retrain_masks=len(found), retrain_runs=n, retrain_successes=k, retrain_rate=k / n,
+                           retrain_low=float(low), retrain_high=float(high))
+        out.append(rec)
+    return pd.DataFrame(out, columns=cols)
+
+
+def _init_kind(init: pd.Series) -> pd.Series:
+    """``"random"`` for runs from their own random init (``init`` random or unrecorded), else the fixed
+    init (``checkpoint:<id>``): a mask trained from init is compared only with runs of the same kind."""
+    return pd.Series(["random" if not isinstance(v, str) or v == "random" else v for v in init],
+                     index=init.index, dtype=object)
+
+
+def _first_at_or_above(levels: pd.Series, bound) -> float:
+    """The smallest of ``levels`` at or above ``bound`` (NaN when ``bound`` is NaN or none is)."""
+    if pd.isna(bound):
+        return np.nan
+    above = levels[levels >= bound]
+    return float(above.min()) if len(above) else np.nan
+
