@@ -1123,3 +1123,95 @@ def _first_at_or_above(levels: pd.Series, bound) -> float:
     above = levels[levels >= bound]
     return float(above.min()) if len(above) else np.nan
 
+
+# -- a method's working point from a hyper-parameter sweep ------------------------------------
+# Ties in successes and mean accuracy go to the simpler setting: fewer training epochs, then these flags in
+# this order (1: the smaller value is simpler, -1: the larger). Methods not listed: fewer epochs, then the
+# settings' order by name.
+WORKING_POINT_ORDER = {"dwf": (("dwf_depth", 1), ("dwf_lambda", 1)),
+                       "pilot": (("pilot_alpha0", 1), ("pilot_k", -1)),
+                       "lrr": (("cycles", 1), ("rate", -1))}
+WORKING_POINT_SPLIT = {"dwf": ("dwf_depth",)}   # one working point per value of these flags
+CHANCE = 0.5   # the accuracy a diverged run counts with (the spiral's classes are balanced)
+
+
+def _flag(key: str, value) -> str:
+    """``--key value`` as ``cubist prune`` spells it (``--x/--no-x`` for booleans)."""
+    name = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return name if value else "--no-" + key.replace("_", "-")
+    if isinstance(value, float):
+        return f"{name} {value:g}"
+    return f"{name} {value}"
+
+
+def working_points(df: pd.DataFrame, target: float = 0.95, confidence: float = 0.95, *,
+                   order: dict = WORKING_POINT_ORDER, split: dict = WORKING_POINT_SPLIT) -> pd.DataFrame:
+    """Every setting of every pruner in a hyper-parameter sweep, ranked, and the chosen one per method.
+
+    A *setting* is one value of a run's ``params`` (the method's hyper-parameters); its runs are all
+    its budgets, grid points (lr x schedule) and inits. Per ``method`` (and per value of the flags in
+    ``split[method]``: DWF gets one working point per depth) the settings are ranked by
+
+    1. ``successes``: runs reaching ``target`` (not diverged, ``train_acc >= target``), summed over
+       the budgets (every setting of a sweep has the same runs, so this is its success rate);
+    2. ``mean_acc``: mean train accuracy over its runs, a diverged run counted as :data:`CHANCE`;
+    3. the simpler setting: fewer mean ``epochs`` trained (``metrics.epochs_trained``, else the
+       row's ``epochs``), then ``order[method]`` (flag, direction), then the flags' text.
+
+    Columns: ``method``, ``group`` (the split flags' text, "" without), ``rank`` (1 = the working
+    point), ``chosen``, ``flags`` (the ``cubist prune`` flags of the setting: ``--method``, the flags of
+    ``split`` and ``order`` and every other hyper-parameter that differs between the method's settings),
+    ``budgets``, ``runs``,
+    ``successes``, ``rate``, ``low``, ``high`` (Wilson at ``confidence``), ``mean_acc``,
+    ``best_acc``, ``epochs``, ``params`` (JSON). Sorted by method, group and rank.
+    """
+    cols = ["method", "group", "rank", "chosen", "flags", "budgets", "runs", "successes", "rate", "low", "high",
+            "mean_acc", "best_acc", "epochs", "params"]
+    rows = _of_kind(df, PRUNE_KIND)
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    rows = rows.assign(_ok=reached(rows, target), _acc=rows["train_acc"].where(~rows["diverged"], CHANCE),
+                       _live=rows["train_acc"].where(~rows["diverged"]),
+                       _epochs=[_epochs_trained(mt, e) for mt, e in zip(rows["metrics"], rows["epochs"])],
+                       params=rows["params"].fillna("{}"))
+    out = []
+    for m, g in rows.groupby("method", sort=True):
+        settings = g.groupby("params", sort=True).agg(
+            budgets=("target_nnz", "nunique"), runs=("run_id", "size"),
+            successes=("_ok", "sum"), mean_acc=("_acc", "mean"), best_acc=("_live", "max"),
+            epochs=("_epochs", "mean"), base=("method_base", "first")).reset_index()
+        parsed = [json.loads(p) for p in settings["params"]]
+        keys = sorted({k for p in parsed for k in p})
+        varying = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed}) > 1]
+        by = [k for k in split.get(m, ()) if k in keys]
+        swept = [k for k, _ in order.get(m, ()) if k in keys] + varying   # the ordered flags always shown
+        shown = list(dict.fromkeys(by + swept))
+        settings["flags"] = [" ".join([f"--method {b}"] + [_flag(k, p[k]) for k in shown if k in p])
+                             for b, p in zip(settings["base"], parsed)]
+        settings["group"] = [" ".join(_flag(k, p.get(k)) for k in by) for p in parsed]
+        tie = [(k, d) for k, d in order.get(m, ()) if k in keys]
+        for i, (k, d) in enumerate(tie):
+            settings[f"_t{i}"] = [d * float(p.get(k, 0)) for p in parsed]
+        settings["successes"] = settings["successes"].astype(int)
+        settings = settings.sort_values(
+            ["group", "successes", "mean_acc", "epochs"] + [f"_t{i}" for i in range(len(tie))] + ["flags"],
+            ascending=[True, False, False, True] + [True] * len(tie) + [True], kind="stable")
+        settings["rank"] = settings.groupby("group", sort=False).cumcount() + 1
+        settings["chosen"] = settings["rank"] == 1
+        settings["method"] = m
+        _with_interval(settings, "successes", "runs", "", confidence)
+        out.append(settings[cols])
+    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
+
+
+def _epochs_trained(metrics, epochs) -> float:
+    """``metrics.epochs_trained`` of a row (all its training calls), else its ``epochs``."""
+    if isinstance(metrics, str):
+        try:
+            v = json.loads(metrics).get("epochs_trained")
+        except (ValueError, AttributeError):
+            v = None
+        if v is not None:
+            return float(v)
+    return float(epochs) if epochs is not None and not pd.isna(epochs) else np.nan
