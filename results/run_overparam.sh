@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Over-parameterisation at the paper's scale (issue 12, item 2), into results/overparam.
+# Resumable: runs already in the store are skipped, so rerunning finishes an interrupted sweep.
+#   bash results/run_overparam.sh [WIDTHS...]      (default: 3 4 5 6 7 8 16 32 64 128 256, in that order)
+#   OUT=/tmp/op SEEDS=1 METHODS="gmp lrr" bash results/run_overparam.sh 3 64
+# Equal hidden widths (cubist prune --width W), budgets 15..26, 30, 33, 37, 40, 44, 50, 53, 55, 57,
+# 60, 65 below the width's weight count (width 3: 15..26 of 27; 4: 16 budgets; 5: 22; from 6: all 23),
+# every variant of results/overparam.py METHODS (results/run_reference.sh's 18 and RigL; iterative
+# methods with 5 rounds), SEEDS (default 3) inits per grid point. results/overparam.py plans each
+# sweep: flags, budgets, grid, --chunk (the sweep's chunks; keep JOBS to resume bit for bit).
+# Chunks: at most 2**21 / W**2 replicas (256 up to width 90, 128 at 128, 32 at 256), in a multiple
+# of JOBS balanced chunks; the CPU default, 256 at every width, costs 4.33 ms of CPU per replica
+# and step at width 256 against 2.49 ms in chunks of 32 (1.74x: the weight-sized passes of
+# every step, mask, gradient copy, weight decay, momentum, update, no longer fit in cache).
+#
+# Grid. Widths up to 32: the paper's pruning grid (lr 0.05,0.1,0.2 x cosine,step,constant). Widths
+# 64, 128, 256: a reduced grid, ONE grid point per variant: the one that did best at width 32 in
+# this store (most runs reaching 95% train accuracy over all budgets and inits, then the highest
+# mean train accuracy, then the grid order), chosen the first time it is needed and frozen in
+# OUT/reduced_grid.json, passed as --lrs/--schedules, so every row records it. Width 32 must be
+# complete first (the default order does that).
+#
+# Time. One worker's CPU seconds per 50-epoch run, from bench/prune_widths.py (one process, one
+# torch thread, R = 64 replicas per chunk up to width 16, then 32, 16, 8, 4 at widths 32..256; the
+# machine shared, load average 4.5-7.5 on its 2 cores; runs/s = 1 / these; the sweep's larger
+# chunks at widths 64..256 are up to ~25% cheaper per run than these small ones):
+#   width      3     4     5     6     7     8    16    32    64   128   256
+#   gmp      0.84  0.69  0.81  0.59  0.89  0.83  1.17  2.39  5.05  12.6  72.6
+#   lrr      4.11  3.89  5.15  5.10  5.27  5.23  4.85  13.4  32.0  90.1   380    (6 x 50 epochs)
+# The other variants, relative to gmp (one training run) or lrr (the iterative ones), as observed
+# per run at width 16 in results/prune: the 14 one-run variants cost 44.3 gmp runs (synflow 8.9,
+# random 5 x 3.05, str 5.3, pilot 4.4, spred 3.2, dwf 2.4, rigl ~1.5, grasp 1.4, snip 1.0, gmp 1),
+# the 5 iterative ones 7.9 lrr runs (imp+pilot 1.9, lrr+pilot ~1.9, imp 1.6, imp-wr 1.6, lrr 1).
+# A width takes runs x (44.3 gmp + 7.9 lrr) / 2 workers, runs = budgets x grid points x SEEDS (3):
+#   width  budgets  full grid (9 points)         reduced (1 point)
+#     3      12     324 x   69.7 s / 2 =  3.1 h
+#     4      16     432 x   61.3 s / 2 =  3.7 h
+#     5      22     594 x   76.6 s / 2 =  6.3 h
+#     6      23     621 x   66.4 s / 2 =  5.7 h
+#     7      23     621 x   81.1 s / 2 =  7.0 h
+#     8      23     621 x   78.1 s / 2 =  6.7 h
+#    16      23     621 x   90.1 s / 2 =  7.8 h
+#    32      23     621 x  211.9 s / 2 = 18.3 h
+#    64      23     621 x  476.5 s / 2 = 41 h    ->   69 x  476.5 s / 2 =  4.6 h
+#   128      23     621 x 1270.5 s / 2 = 110 h   ->   69 x 1270.5 s / 2 = 12.2 h
+#   256      23     621 x 6214.7 s / 2 = 536 h   ->   69 x 6214.7 s / 2 = 60 h (SEEDS=1: 20 h)
+# Rule: a width whose full grid needs more than a day here gets the reduced grid (64, 128, 256).
+# The whole matrix: 58.6 h (widths 3..32) + 76.4 h (64..256) = about 135 h, 5.6 days of 2 free
+# cores; about twice that while another sweep shares the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-results/overparam}
+JOBS=${JOBS:-2}
+SEEDS=${SEEDS:-3}
+ALL_METHODS=(gmp snip grasp synflow random-uniform random-er random-erk random-balanced random-pyramidal
+             pilot spred str dwf rigl imp imp-wr lrr imp+pilot lrr+pilot)
+if [ -n "${METHODS:-}" ]; then read -ra METHODS <<< "$METHODS"; else METHODS=("${ALL_METHODS[@]}"); fi
+widths=("$@")
+[ ${#widths[@]} -gt 0 ] || widths=(3 4 5 6 7 8 16 32 64 128 256)
+
+for w in "${widths[@]}"; do
+  for m in "${METHODS[@]}"; do
+    args=$(python results/overparam.py plan "$w" "$m" --out "$OUT" --seeds "$SEEDS" --jobs "$JOBS")
+    echo "== width $w: $m: cubist prune $args"
+    # shellcheck disable=SC2086
+    cubist prune $args
+  done
+done

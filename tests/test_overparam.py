@@ -1,0 +1,131 @@
+"""The over-parameterisation matrix (results/overparam.py, results/run_overparam.sh; issue 12, item 2):
+budgets below the weight count, chunk sizes, the reduced grid's rule and its freezing, the plan
+turned back into a sweep, and chunking at width 64 leaving every run's bits unchanged."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cubist.masks import dense_weight_count
+from pruners.runner import SweepConfig, build_runs, load_data, run_sweep, sweep_chunks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("overparam", os.path.join(ROOT, "results", "overparam.py"))
+op = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(op)
+
+
+def test_budgets_drop_those_at_or_above_the_weight_count():
+    assert dense_weight_count(op.widths_of(3)) == 27 and dense_weight_count(op.widths_of(4)) == 44
+    assert op.budgets(3) == list(range(15, 27))
+    assert op.budgets(4) == [*range(15, 27), 30, 33, 37, 40]        # 44 is the dense network: dropped
+    assert op.budgets(5) == [*range(15, 27), 30, 33, 37, 40, 44, 50, 53, 55, 57, 60]  # 65 of 65 dropped
+    for w in op.WIDTHS:
+        total = dense_weight_count(op.widths_of(w))
+        assert op.budgets(w) == [f for f in op.BUDGETS if f < total]
+    assert all(op.budgets(w) == list(op.BUDGETS) for w in op.WIDTHS if w >= 6)
+    assert len(op.BUDGETS) == 23 and op.budgets(3, (10, 26, 27, 28)) == [10, 26]
+
+
+def test_chunks_stay_within_the_width_cap_and_balance_the_workers():
+    assert [op.max_chunk(w) for w in (3, 16, 32, 64, 128, 256)] == [256, 256, 256, 256, 128, 32]
+    data = load_data(SweepConfig(subsample=50))
+    for w in op.WIDTHS:
+        for grid in (9, 1):
+            n = len(op.budgets(w)) * grid * 3
+            c = op.chunk_size(n, w, 2)
+            assert c <= op.max_chunk(w)
+            cfg = SweepConfig(widths=op.widths_of(w), nnz=op.budgets(w), lrs=op.LRS[:1 if grid == 1 else 3],
+                              schedules=op.SCHEDULES[:1 if grid == 1 else 3], seeds=3, chunk=c, subsample=50)
+            chunks = sweep_chunks(cfg, build_runs(cfg, data), __import__("torch").device("cpu"), jobs=2)
+            assert sum(map(len, chunks)) == n and max(map(len, chunks)) <= c
+            assert len(chunks) % 2 == 0, (w, grid, c, [len(x) for x in chunks])
+
+
+def _rows(points):
+    rows = []
+    for (lr, s), accs in points.items():
+        rows += [{"lr": lr, "schedule": s, "train_acc": a, "diverged": a is None} for a in accs]
+    return pd.DataFrame(rows)
+
+
+def test_best_grid_point_rule():
+    # most runs reaching 95% wins, even against a higher mean
+    df = _rows({(0.05, "cosine"): [0.96, 0.5, 0.5], (0.1, "step"): [0.94, 0.94, 0.94],
+                (0.2, "constant"): [0.951, 0.952, 0.6]})
+    assert op.best_grid_point(df)["lr"] == 0.2 and op.best_grid_point(df)["reached"] == 2
+    # none reaches: the highest mean train accuracy (a diverged run counts 0)
+    df = _rows({(0.05, "cosine"): [0.9, 0.9], (0.2, "step"): [0.94, None], (0.1, "constant"): [0.8, 0.85]})
+    best = op.best_grid_point(df)
+    assert (best["lr"], best["schedule"], best["reached"]) == (0.05, "cosine", 0)
+    # a full tie: the first in the grid order (lr, then schedule)
+    df = _rows({(0.2, "cosine"): [0.9], (0.1, "constant"): [0.9], (0.1, "step"): [0.9]})
+    assert (op.best_grid_point(df)["lr"], op.best_grid_point(df)["schedule"]) == (0.1, "step")
+
+
+def test_reduced_grid_is_chosen_from_the_store_then_frozen(tmp_path, monkeypatch, one_thread):
+    out = str(tmp_path / "op")
+    real = op.sweep_config
+
+    def tiny(width, variant, lrs=op.LRS, schedules=op.SCHEDULES, seeds=3):  # a quick stand-in for width 32
+        return SweepConfig(method="gmp", widths=(2, 3, 3, 3, 1), nnz=(20, 25), lrs=lrs, schedules=schedules,
+                           seeds=seeds, epochs=1, subsample=50, device="cpu", method_params={"prune_steps": 2})
+    monkeypatch.setattr(op, "sweep_config", tiny)
+    with pytest.raises(SystemExit, match="has 0 of its 18 runs"):
+        op.reduced_grid(out, "gmp", seeds=1)
+    rows = run_sweep(tiny(32, "gmp", seeds=1), store=out)
+    point = op.reduced_grid(out, "gmp", seeds=1)
+    want = op.best_grid_point(pd.DataFrame(rows))
+    assert {k: point[k] for k in want} == want and point["from_width"] == op.GRID_SOURCE_WIDTH
+    frozen = json.load(open(os.path.join(out, op.GRID_FILE)))
+    assert frozen == {"gmp": point}
+    # frozen: later rows do not change the choice
+    for f in os.listdir(out):
+        if f.startswith("part-"):
+            os.remove(os.path.join(out, f))
+    assert op.reduced_grid(out, "gmp", seeds=1) == point
+    monkeypatch.setattr(op, "sweep_config", real)
+    args = op.plan(64, "gmp", out, seeds=1, jobs=2)
+    assert args[args.index("--lrs") + 1] == f"{point['lr']:g}"
+    assert args[args.index("--schedules") + 1] == point["schedule"]
+
+
+def test_plan_is_a_cubist_prune_command(tmp_path):
+    from cubist.cli import build_parser
+    from cubist.cli.prune import sweep_config_from_args
+    args = op.plan(16, "imp-wr", str(tmp_path / "op"), seeds=3, jobs=2)
+    cfg = sweep_config_from_args(build_parser(["prune", *args]).parse_args(["prune", *args]))
+    assert cfg.widths == (2, 16, 16, 16, 1) and list(cfg.nnz) == op.budgets(16)
+    assert cfg.lrs == op.LRS and cfg.schedules == op.SCHEDULES and cfg.seeds == 3
+    assert cfg.method == "imp" and cfg.method_params == {"rewind": "step", "rewind_step": 390, "cycles": 5}
+    assert cfg.chunk == op.chunk_size(23 * 9 * 3, 16, 2) == 156
+    assert op.sweep_config(16, "imp-wr") == sweep_config_from_args(
+        build_parser(["prune", *args]).parse_args(["prune", *args[:args.index("--chunk")], "--out", "x"]))
+    for variant in op.METHODS:   # every variant's flags parse
+        op.sweep_config(3, variant, seeds=1)
+    with pytest.raises(SystemExit, match="width 32 of gmp"):
+        op.plan(64, "gmp", str(tmp_path / "empty"), seeds=1)
+
+
+@pytest.mark.parametrize("method,params", [("gmp", {"prune_steps": 3}), ("lrr", {"cycles": 2})])
+def test_width_64_runs_are_bit_identical_in_any_chunk(method, params, one_thread):
+    """Replicas share no arithmetic: a width-64 run's row is the same bits in a chunk of 4 runs as
+    in chunks of 2 (on data small enough that the final evaluation is one chunk at both sizes).
+    Not so against a chunk of ONE replica: there the output bias's gradient (a sum over a batch
+    of ``(1, B, 1)``) is reduced in another order, and its last bits differ."""
+    cfg = dict(method=method, widths=(2, 64, 64, 64, 1), nnz=(20, 200), lrs=(0.1, 0.2), schedules=("cosine",),
+               seeds=1, epochs=1, subsample=50, device="cpu", method_params=params)
+    together = run_sweep(SweepConfig(**cfg, chunk=4))
+    pairs = run_sweep(SweepConfig(**cfg, chunk=2))
+    assert {json.loads(r["metrics"])["chunk_size"] for r in together} == {4}
+    assert {json.loads(r["metrics"])["chunk_size"] for r in pairs} == {2}
+    by_id = {r["run_id"]: r for r in pairs}
+    assert len(together) == len(pairs) == 4
+    for a in together:
+        b = by_id[a["run_id"]]
+        for k in ("train_acc", "heldout_acc", "final_loss", "weight_nnz", "mask_bits", "weights"):
+            assert a[k] == b[k], k
+        assert np.frombuffer(a["weights"], "<f4").size == dense_weight_count(cfg["widths"]) + 3 * 64 + 1
