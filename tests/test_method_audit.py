@@ -149,6 +149,17 @@ def test_report_section_on_a_small_store(tmp_path):
     assert "`cubist search retrain" in (tmp_path / "audit" / "report.html").read_text().replace("<code>", "`")
 
 
+def test_cli_prints_the_question(tmp_path, capsys):
+    from cubist.cli import main
+    store = write_store(tmp_path / "runs", rows())
+    assert main(["audit", store.path, "--out", str(tmp_path / "a"), "--no-figures", "--quiet"]) == 0
+    out = capsys.readouterr().out.split("PILoT, DWF, LRR and their combinations")[1]
+    lines = out.splitlines()
+    assert lines[2].split()[:6] == ["2-3-3-3-1", "lrr", "6", "18", "18", "1"]
+    assert lines[3].split()[:2] == ["2-16-16-16-1", "dwf"] and "gmp" not in out.split("wrote")[0]
+    assert f"cubist search retrain {store.path} --run-id " in out and "(2 of 3 masks)" in lines[2]
+
+
 def test_report_view_parts(df):
     tabs = audit_tables(df, T)
     assert list(report_view("question", tabs)["method"]) == ["lrr", "dwf"]
@@ -175,3 +186,13 @@ def test_fixed_init_masks_match_only_themselves_from_the_same_init():
     assert (lrr["reaching_masks"], lrr["matched_masks"], lrr["retrain_masks"], lrr["retrain_runs"],
             lrr["retrain_successes"]) == (2, 2, 1, 10, 2)
     assert lrr["missing_run_ids"] == ""
+
+
+def test_retrain_cell():
+    from cubist.report.audit import retrain_text
+    base = {"reached_runs": 1, "matched_masks": 0, "reaching_masks": 1}
+    assert retrain_text(base) == "no rows (1 mask reaching)"
+    assert retrain_text({**base, "reaching_masks": 2}) == "no rows (2 masks reaching)"
+    assert retrain_text({**base, "reached_runs": 0}) == "— (never reached)"
+    assert retrain_text({**base, "matched_masks": 1, "retrain_successes": 0, "retrain_runs": 60, "retrain_low": 0.0,
+                         "retrain_high": 0.06}) == "0/60 = 0.00 [0.00, 0.06] (1 of 1 masks)"

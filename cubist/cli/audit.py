@@ -23,8 +23,8 @@ from cubist.masks import dense_weight_count
 from cubist.stats import DEFAULT_TARGET
 from cubist.train import TrainConfig
 from cubist.report import tables as A
-from cubist.report.audit import (DEFAULT_MIN_RATE, DEFAULT_OUT, RATE, report_view, text_table, unreached_note,
-                                 write_report)
+from cubist.report.audit import (DEFAULT_MIN_RATE, DEFAULT_OUT, RATE, report_view, retrain_notes, text_table,
+                                 unreached_note, write_report)
 
 from .common import CubistError, add_target, command_help, csv, default_of, positive_int
 
@@ -340,6 +340,8 @@ def _run(args):
             print(where + f"Target {t:g}: PILoT, DWF, LRR and their combinations against the search's sparsest "
                   f"(the report's section 'Do PILoT, DWF and LRR elude the sparsest models?')")
             print(text_table(question))
+            for line in retrain_notes(tables["method_audit"], args.results, A.is_question_method)[1:]:
+                print(line.replace("`", ""))
             print()
     print(f"wrote {os.path.join(args.out, 'report.md')} and {os.path.join(args.out, 'report.html')}")
     if args.quick:

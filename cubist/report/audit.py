@@ -260,7 +260,8 @@ def retrain_text(r) -> str:
     if not r["reached_runs"]:
         return "— (never reached)"
     if not r["matched_masks"]:
-        return f"no rows ({int(r['reaching_masks'])} masks reaching)"
+        n = int(r["reaching_masks"])
+        return f"no rows ({n} mask{'s' if n != 1 else ''} reaching)"
     return (rate_text(r["retrain_successes"], r["retrain_runs"], r["retrain_low"], r["retrain_high"])
             + f" ({int(r['matched_masks'])} of {int(r['reaching_masks'])} masks)")
 
