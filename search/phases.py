@@ -18,7 +18,15 @@ the run's identity, ``(widths, mask key, lr, schedule, k)`` with ``k`` the seed 
 chunk, job or backend trains them, which is what makes one mask per symmetry orbit enough. The
 data order is ``epoch_permutation(k, epoch)``, shared by the runs of one seed index (the engine
 trains them in lockstep on the same batches). A :class:`FixedInit` (``--init-checkpoint``)
-instead gives every run the same init (the paper's fixed-init experiments; labelled masks).
+instead gives every run the same init (the paper's fixed-init experiments): architecture
+``(d1, ..., dk)`` starts from the top-left blocks of the saved width-16 network and the seed
+index ``k`` gives only the data order; rows record ``init = "checkpoint:<id>"``. Phase 2 then
+enumerates every labelled mask: orbits are refused, since under one fixed init permuting the
+hidden units permutes which init values a mask keeps, so masks of one orbit are different runs
+(ALGORITHMS.md §3). Phase 1 with ``params_below`` searches only the architectures with fewer
+parameters (weights and biases, :func:`dense_param_count`) than a benchmark, as the paper's
+fixed-init phase 1 does (fewer than the 37 of the dense (3,3,3) at 95%). :func:`best_init`
+saves the init behind the best phase-1 run of an architecture (``cubist search best-init``).
 
 Success over inits. With ``K`` seeds every mask is trained from ``K`` independent inits at every
 grid point; a mask's *rate* is its best grid point's share of runs reaching the target, with a
@@ -43,7 +51,6 @@ it is trained, so two sweeps into one store train every run once (:func:`run_chu
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -52,6 +59,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cubist.checkpoint import FixedInit, save_init
 from cubist.data import DataConfig, Dataset
 from cubist.dispatch import map_unordered, on_cluster
 from cubist.masks import dense_weight_count, mask_counts, mask_key, unpack_masks
@@ -103,52 +111,6 @@ class Adaptive:
             raise ValueError(f"adaptive inits must be increasing counts >= 1, got {self.inits}")
         if not 0 < self.keep <= 1:
             raise ValueError(f"keep must be in (0, 1], got {self.keep}")
-
-
-@dataclass
-class FixedInit:
-    """A saved initialisation (e.g. of the width-16 network) shared by every run."""
-
-    weights: list  # [(W, b), ...] float32 numpy, at least as wide as the searched widths
-    id: str
-
-    @classmethod
-    def load(cls, path: str) -> "FixedInit":
-        import torch
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ValueError(f"cannot read init checkpoint {path}: {first}") from None
-        try:
-            weights = [(np.asarray(w, dtype=np.float32), np.asarray(b, dtype=np.float32)) for w, b in obj["params"]]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path} is not an init checkpoint (expected {{'params': [(W, b), ...]}})") from None
-        h = hashlib.sha256()
-        for w, b in weights:
-            h.update(w.tobytes())
-            h.update(b.tobytes())
-        return cls(weights, h.hexdigest()[:16])
-
-    def sliced(self, widths) -> list:
-        if len(self.weights) != len(widths) - 1:
-            raise ValueError(f"init checkpoint has {len(self.weights)} layers, widths {tuple(widths)} "
-                             f"need {len(widths) - 1}")
-        out = []
-        for l, (w, b) in enumerate(self.weights):
-            if w.shape[0] < widths[l + 1] or w.shape[1] < widths[l]:
-                raise ValueError(f"init checkpoint layer {l} {w.shape} is narrower than widths {tuple(widths)}")
-            out.append((w[: widths[l + 1], : widths[l]], b[: widths[l + 1]]))
-        return out
-
-
-def save_init(path: str, widths=(2, 16, 16, 16, 1), seed: int = 0, init_width: int | None = 16) -> None:
-    """Save the default init of ``widths`` drawn from ``seed`` for ``--init-checkpoint``."""
-    import torch
-
-    from cubist.model import init_weights
-    weights = init_weights(widths, init_width, seed)
-    torch.save({"widths": list(widths), "seed": seed, "params": weights}, path)
 
 
 # -- one chunk of models ---------------------------------------------------------------------
@@ -752,18 +714,43 @@ class WidthSearchResult:
     inits: int = 1
 
 
+def dense_param_count(widths) -> int:
+    """Parameters of the dense MLP ``widths``: every weight and every bias (the output's too)."""
+    widths = [int(w) for w in widths]
+    return dense_weight_count(widths) + sum(widths[1:])
+
+
+def phase1_architectures(in_dim: int, max_width: int = 16, min_width: int = 1, depth: int = 3,
+                         params_below: int | None = None) -> list[tuple[int, ...]]:
+    """The hidden widths phase 1 trains: every ``depth``-tuple of ``min_width..max_width``, with
+    ``params_below`` only those whose dense network (``in_dim`` inputs, one output) has fewer
+    parameters than that (:func:`dense_param_count`)."""
+    archs = itertools.product(range(min_width, max_width + 1), repeat=depth)
+    if params_below is None:
+        return list(archs)
+    return [h for h in archs if dense_param_count((in_dim, *h, 1)) < params_below]
+
+
 def search_widths(target: float = DEFAULT_TARGET, grid: Grid = Grid(), *, store: ResultStore, data: Dataset | None = None,
                   max_width: int = 16, min_width: int = 1, depth: int = 3, init: FixedInit | None = None,
-                  jobs: int = 1, quiet: bool = False, log=print) -> WidthSearchResult:
+                  params_below: int | None = None, jobs: int = 1, quiet: bool = False,
+                  log=print) -> WidthSearchResult:
     """Phase 1: every dense architecture with ``depth`` hidden layers of ``min_width..max_width`` units,
-    each from ``grid.seeds`` independent inits at every grid point (its success rate over inits)."""
+    each from ``grid.seeds`` independent inits at every grid point (its success rate over inits).
+
+    ``init``: one fixed init for every run (the seed index gives the data order only);
+    ``params_below``: only the architectures with fewer parameters (weights and biases) than
+    this (:func:`phase1_architectures`; the paper's fixed-init phase 1: below the dense benchmark)."""
     t0 = time.perf_counter()
     data = data or Dataset.spiral()
     if not 1 <= min_width <= max_width:
         raise ValueError(f"need 1 <= min_width <= max_width, got {min_width}, {max_width}")
+    archs = phase1_architectures(data.X.shape[1], max_width, min_width, depth, params_below)
+    if init is not None and archs:  # fails early when the checkpoint does not cover the widest one
+        init.sliced((data.X.shape[1], *(max(h[l] for h in archs) for l in range(depth)), 1))
     existing = _stored_accuracy(store, "search_widths")
     chunks, rows, planned = [], [], {}
-    for hidden in itertools.product(range(min_width, max_width + 1), repeat=depth):
+    for hidden in archs:
         widths = (data.X.shape[1], *hidden, 1)
         dense = [np.ones((widths[l + 1], widths[l]), bool) for l in range(len(widths) - 1)]
         key = mask_key(dense)
@@ -794,9 +781,111 @@ def search_widths(target: float = DEFAULT_TARGET, grid: Grid = Grid(), *, store:
                              rates, grid.seeds)
 
 
+# -- the init of the best phase-1 run (the fixed-init experiments) -------------------------------
+BEST_RUN_RULE = ("the highest train accuracy among the architecture's non-diverged phase-1 runs with a random init; "
+                 "ties: the lowest final training loss, then the smallest run id")
+
+
+def best_phase1_run(rows, hidden) -> dict | None:
+    """The best phase-1 run of hidden widths ``hidden`` among ``rows`` (a DataFrame or dicts with
+    ``run_id``, ``kind``, ``widths``, ``init``, ``init_seed``, ``train_acc``, ``diverged``,
+    ``final_loss``), by :data:`BEST_RUN_RULE`; None when there is none. Only random-init runs
+    count: their init is redrawn from the recorded seed."""
+    if hasattr(rows, "to_dict"):
+        rows = rows.to_dict("records")
+    hidden = [int(h) for h in hidden]
+
+    def finite(v) -> bool:
+        return v is not None and v == v and abs(v) != float("inf")
+
+    eligible = [r for r in rows if r["kind"] == "search_widths" and [int(w) for w in r["widths"]][1:-1] == hidden
+                and (r.get("init") or RANDOM_INIT) == RANDOM_INIT and r.get("init_seed") is not None
+                and r["init_seed"] == r["init_seed"] and not r["diverged"] and finite(r["train_acc"])]
+    if not eligible:
+        return None
+    return min(eligible, key=lambda r: (-r["train_acc"], r["final_loss"] if finite(r.get("final_loss")) else np.inf,
+                                        r["run_id"]))
+
+
+@dataclass
+class BestInit:
+    """What :func:`best_init` found and saved."""
+
+    row: dict            # the best phase-1 run's stored row
+    init: FixedInit      # its width-16 init, as saved
+    path: str
+    reproduced: dict | None   # the run retrained from the checkpoint (None: not checked)
+
+
+def best_init(store: ResultStore | str, hidden, out: str, *, target: float | None = None, check: bool = True,
+              log=print) -> BestInit:
+    """Save, as a checkpoint for ``--init-checkpoint``, the width-16 init behind the best phase-1
+    run of hidden widths ``hidden`` in ``store`` (:func:`best_phase1_run`, :data:`BEST_RUN_RULE`).
+
+    The run started from the top-left blocks of ``init_weights(wide, init_width, init_seed)``,
+    ``wide`` its widths with every hidden layer widened to the row's ``init_width`` (16), the
+    rule the engine draws every random init by; that wide init is what is saved. ``check``:
+    first retrain the run from the checkpoint (the run a fixed-init phase 1 trains at that grid
+    point and seed index) and require the stored row's accuracies, loss and weights bit for bit
+    (a ``RuntimeError`` otherwise; nothing is written). ``target``: require that the run reached
+    it. The checkpoint's ``source`` records the store, run id, init seed, grid point and accuracy
+    of the run, and the run id of the reproduction. Written atomically."""
+    import dataclasses
+    import os
+
+    from cubist import model
+    from cubist.checkpoint import init_id, save_checkpoint
+    path = store.path if isinstance(store, ResultStore) else os.fspath(store)
+    store = store if isinstance(store, ResultStore) else ResultStore(path, heal=False)   # read only
+    hidden = tuple(int(h) for h in hidden)
+    df = store.load(["kind", "widths", "init", "init_seed", "train_acc", "diverged", "final_loss"])
+    best = best_phase1_run(df, hidden)
+    name = ",".join(map(str, hidden))
+    if best is None:
+        raise ValueError(f"{path} holds no phase-1 run of widths {name} with a random init (cubist search widths)")
+    row = store.load().set_index("run_id", drop=False).loc[best["run_id"]].to_dict()
+    if target is not None and not reached_target(row["train_acc"], row["diverged"], target):
+        raise ValueError(f"the best phase-1 run of widths {name} in {path} ({row['run_id']}) reaches "
+                         f"{row['train_acc']:.4f}, below the target {target:g}")
+    run = SearchRun.from_row(row)
+    data = run.data.build() if check else None
+    if check and data.id != row["dataset_id"]:
+        raise ValueError(f"run {row['run_id']} was trained on data set {row['dataset_id']}, which its configuration "
+                         f"does not rebuild (it gives {data.id})")
+    config = json.loads(row["config"])
+    init_width = config.get("init_width") or INIT_WIDTH
+    wide = (run.widths[0], *(max(init_width, d) for d in run.widths[1:-1]), run.widths[-1])
+    weights = [(w.numpy(), b.numpy()) for w, b in model.init_weights(wide, init_width, int(row["init_seed"]))]
+    init = FixedInit(weights, init_id(weights))
+    reproduced = None
+    if check:
+        reproduced = dataclasses.replace(run, init_id=init.id).train(data, init)
+        for col in ("train_acc", "heldout_acc", "final_loss", "diverged", "weights"):
+            a, b = reproduced[col], row[col]
+            if col == "weights" and b is None:   # a store that kept no weights
+                continue
+            if not (a == b or (a != a and b != b) or (a is None and b is None)):
+                raise RuntimeError(f"run {row['run_id']} retrained from its init checkpoint gives {col} "
+                                   f"{a if col != 'weights' else 'other weights'} (stored: "
+                                   f"{b if col != 'weights' else 'other weights'}): not saved")
+    source = {"store": path, "run_id": row["run_id"], "init_seed": int(row["init_seed"]), "kind": row["kind"],
+              "widths": [int(w) for w in run.widths], "init_width": int(init_width), "lr": float(run.lr),
+              "schedule": run.schedule, "seed": int(run.seed), "epochs": int(run.grid.epochs),
+              "train_acc": float(row["train_acc"]), "dataset_id": row["dataset_id"], "rule": BEST_RUN_RULE,
+              "reproduced_by": reproduced["run_id"] if reproduced is not None else None}
+    init.source = source
+    save_checkpoint(out, weights, widths=wide, seed=int(row["init_seed"]), source=source)
+    log(f"best phase-1 run of widths {name} in {path}: {row['run_id']} (train accuracy {row['train_acc']:.4f}, "
+        f"lr {run.lr:g} {run.schedule}, seed index {run.seed}, init seed {row['init_seed']})"
+        + ("; retrained from the checkpoint: identical row" if check else ""))
+    log(f"wrote {out} (init checkpoint {init.id}, widths {','.join(map(str, wide))})")
+    return BestInit(row, init, out, reproduced)
+
+
 # -- a mask alone, trained from the initialisation ---------------------------------------------
 def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | None = None,
-                      init_width: int | None = INIT_WIDTH, threads: int | None = None):
+                      init_width: int | None = INIT_WIDTH, threads: int | None = None,
+                      init: FixedInit | None = None):
     """Train one mask from fresh inits on every grid point, exactly as the search trains masks.
 
     The question it answers about a pruned network: is its *mask* enough to reach the target, or
@@ -805,7 +894,8 @@ def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | Non
     search_init_seed(widths, mask key, lr, schedule, k))``: the init the search gives that mask
     at that grid point, so a search row is reproduced exactly. Returns a DataFrame, one row per
     run: ``lr``, ``schedule``, ``seed``, ``init_seed``, ``train_acc``, ``heldout_acc``,
-    ``final_loss``, ``diverged``.
+    ``final_loss``, ``diverged``. ``init``: every run from that fixed init instead (the
+    fixed-init search's rule; ``init_seed`` is then None and the seed index gives the data order).
     """
     import pandas as pd
 
@@ -814,12 +904,13 @@ def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | Non
     masks = [np.asarray(m) != 0 for m in masks]
     key = mask_key(masks)
     points = grid.points()
-    init_seeds = [search_init_seed(widths, key, lr, sch, k) for lr, sch, k in points]
-    res = train_masks(data.X, data.y, widths, masks,
+    init_seeds = [search_init_seed(widths, key, lr, sch, k) if init is None else None for lr, sch, k in points]
+    res = train_masks(data.X, data.y, widths, masks, init=None if init is None else init.sliced(widths),
                       lrs=[p[0] for p in points], schedules=[p[1] for p in points], seeds=[p[2] for p in points],
                       epochs=grid.epochs, batch_size=grid.batch_size, momentum=grid.momentum,
                       weight_decay=grid.weight_decay, init_width=init_width, X_heldout=data.X_heldout,
-                      y_heldout=data.y_heldout, threads=threads, init_seeds=init_seeds,
+                      y_heldout=data.y_heldout, threads=threads,
+                      init_seeds=None if init is not None else init_seeds,
                       early_exit=grid.early_exit and data.balanced)
     return pd.DataFrame({
         "lr": [p[0] for p in points], "schedule": [p[1] for p in points], "seed": [p[2] for p in points],
@@ -836,5 +927,6 @@ def _argmins(items, key):
 
 
 __all__ = ["Grid", "Adaptive", "FixedInit", "save_init", "search_masks", "search_widths", "MaskSearchResult",
+           "best_init", "best_phase1_run", "BEST_RUN_RULE", "BestInit", "dense_param_count", "phase1_architectures",
            "WidthSearchResult", "MaskRate", "LevelStats", "mask_rates", "masks_reaching",
            "search_init_seed", "retrain_from_init", "SearchRun"]

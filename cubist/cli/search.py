@@ -1,5 +1,8 @@
-"""``cubist search``: phase 1 (``widths``), phase 2 (``masks``), ``enumerate`` and ``init``."""
+"""``cubist search``: phase 1 (``widths``), phase 2 (``masks``), ``enumerate``, ``retrain``, ``init``
+and ``best-init`` (the init of the best phase-1 run, for the fixed-init experiments)."""
 from __future__ import annotations
+
+import argparse
 
 from .common import (MAX_RUNS, MAX_SEEDS, MAX_WIDTH, accuracy, add_common, add_target, check_at_most,
                      check_store_dir, check_widths_arg, check_writable_file, command_help, config_flags,
@@ -30,6 +33,12 @@ def add_parser(sub):
                        ("depth", "hidden layers")):
         default = default_of(phases.search_widths, name)
         w.add_argument("--" + name.replace("_", "-"), type=positive_int, default=default, help=f"{text} (default {default})")
+    w.add_argument("--init-checkpoint", metavar="FILE",
+                   help="one saved width-16 init for every run (see 'cubist search best-init'); the seed index "
+                        "gives the data order only")
+    w.add_argument("--fewer-params-than", type=_widths, metavar="D1,D2,D3",
+                   help="only the architectures with fewer parameters (weights and biases) than the dense network "
+                        "of these hidden widths (the paper's fixed-init phase 1: 3,3,3 at 95%%, 37 parameters)")
     _add_sweep(w, _run_widths)
 
     m = ss.add_parser("masks", help="phase 2: every mask of given widths, sparsest first")
@@ -69,8 +78,25 @@ def add_parser(sub):
     r.add_argument("--details", action="store_true", help="print every grid point, not only the summary")
     from pruners.runner import SweepConfig
     _add_grid(r, lrs=SweepConfig.__dataclass_fields__["lrs"].default)   # the pruning grid's learning rates
+    r.add_argument("--init-checkpoint", metavar="FILE",
+                   help="train every run from this saved init instead of fresh ones (as the fixed-init search does)")
     add_common(r, store=False, device=False, jobs=False)
     r.set_defaults(func=_run_retrain)
+
+    b = ss.add_parser("best-init", help="save the width-16 init behind the best phase-1 run of an architecture",
+                      description="Find the best phase-1 run of an architecture in a search store ("
+                                  + phases.BEST_RUN_RULE + "), redraw the width-16 init it was cut from (from "
+                                  "the row's init seed), check that retraining the run from it reproduces the "
+                                  "stored row bit for bit, and save it as a checkpoint for --init-checkpoint "
+                                  "(written atomically; it records the store, run id and init seed).")
+    b.add_argument("--store", required=True, metavar="DIR", help="a search result store with phase-1 runs")
+    b.add_argument("--widths", type=_widths, required=True, metavar="D1,D2,D3", help="hidden widths, e.g. 3,3,3")
+    b.add_argument("--target", type=accuracy, default=None, metavar="ACC",
+                   help="require the best run to reach this train accuracy (default: any)")
+    b.add_argument("--out", required=True, metavar="FILE", help="the checkpoint to write")
+    b.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="retrain the run from the checkpoint first and require the stored row (default on)")
+    b.set_defaults(func=_run_best_init)
 
     i = ss.add_parser("init", help="save a width-16 initialisation for --init-checkpoint")
     i.add_argument("--out", required=True, metavar="FILE")
@@ -133,16 +159,41 @@ def _check_sweep(args):
 def _run_widths(args):
     from cubist.store import ResultStore
 
-    from search.phases import search_widths
+    from search.phases import FixedInit, dense_param_count, phase1_architectures, search_widths
     grid, data = _grid(args), _data(args)
     _check_sweep(args)
     check_at_most(args.max_width, MAX_WIDTH, "--max-width")
     archs = max(args.max_width - args.min_width + 1, 0) ** args.depth
     check_at_most(archs * len(grid.points()), MAX_RUNS, "--max-width/--depth", " runs")
+    if args.min_width > args.max_width:
+        raise CubistError(f"need 1 <= min_width <= max_width, got {args.min_width}, {args.max_width}")
+    below = None
+    if args.fewer_params_than is not None:
+        check_widths_arg(args.fewer_params_than, "--fewer-params-than")
+        if len(args.fewer_params_than) != args.depth:
+            raise CubistError(f"--fewer-params-than {','.join(map(str, args.fewer_params_than))} has "
+                              f"{len(args.fewer_params_than)} hidden widths, --depth is {args.depth}")
+        below = dense_param_count((data.X.shape[1], *args.fewer_params_than, 1))
+        if not phase1_architectures(data.X.shape[1], args.max_width, args.min_width, args.depth, below):
+            raise CubistError(f"no architecture of widths {args.min_width}..{args.max_width} has fewer than {below} "
+                              f"parameters (--fewer-params-than {','.join(map(str, args.fewer_params_than))})")
+    init = FixedInit.load(args.init_checkpoint) if args.init_checkpoint else None
+    if init is not None:
+        try:
+            init.sliced((data.X.shape[1], *(args.max_width,) * args.depth, 1))
+        except ValueError as e:
+            raise CubistError(f"--init-checkpoint {args.init_checkpoint}: {e} (--max-width {args.max_width}, "
+                              f"--depth {args.depth})")
     with sweep_backend(args) as jobs:
         res = search_widths(args.target, grid, store=ResultStore(args.out), data=data, max_width=args.max_width,
-                            min_width=args.min_width, depth=args.depth, jobs=jobs, quiet=args.quiet)
+                            min_width=args.min_width, depth=args.depth, init=init, params_below=below,
+                            jobs=jobs, quiet=args.quiet)
     print(f"trained {res.trained} runs in {res.wall_time_s:.1f} s; results in {args.out}")
+    if init is not None:
+        print(f"every run from init checkpoint {init.id} ({args.init_checkpoint})")
+    if below is not None:
+        print(f"architectures with fewer than {below} parameters: "
+              f"{len(phase1_architectures(data.X.shape[1], args.max_width, args.min_width, args.depth, below))}")
     print(f"pareto-minimal architectures reaching {args.target:.4g} in some run "
           f"({res.inits} inits per grid point): {res.pareto}")
     for h in res.pareto:
@@ -160,6 +211,10 @@ def _run_masks(args):
 
     from search.phases import FixedInit, search_masks
     init = FixedInit.load(args.init_checkpoint) if args.init_checkpoint else None
+    if init is not None and args.symmetry == "orbits":
+        raise CubistError("--symmetry orbits is valid only for independent random inits: under one fixed init "
+                          "permuting hidden units changes the init a mask keeps, so every labelled mask is its "
+                          "own run (use --symmetry labelled, the default with --init-checkpoint)")
     symmetry = args.symmetry or ("labelled" if init is not None else "orbits")
     grid, adaptive, data = _grid(args), _adaptive(args), _data(args)
     _check_sweep(args)
@@ -226,8 +281,9 @@ def _run_retrain(args):
     from cubist.stats import reached_target
     from cubist.store import row_masks
 
-    from search.phases import retrain_from_init
+    from search.phases import FixedInit, retrain_from_init
     grid = _grid(args)
+    init = FixedInit.load(args.init_checkpoint) if args.init_checkpoint else None
     rows = select_runs(load_results(args.results), args.run_id)
     datasets = {}
     for _, row in rows.iterrows():
@@ -238,6 +294,11 @@ def _run_retrain(args):
         if row.get("dataset_id") not in (None, data.id):
             raise CubistError(f"run {row['run_id']} was trained on data set {row['dataset_id']}, which its "
                               f"configuration does not rebuild (it gives {data.id})")
+        if init is not None:
+            try:
+                init.sliced(tuple(int(w) for w in row["widths"]))
+            except ValueError as e:
+                raise CubistError(f"--init-checkpoint {args.init_checkpoint}: {e}")
     for _, row in rows.iterrows():
         data = datasets[DataConfig.of_row(row)]
         widths = tuple(int(w) for w in row["widths"])
@@ -246,7 +307,7 @@ def _run_retrain(args):
         print(f"run {row['run_id']}: {row['method']} {'-'.join(map(str, widths))}, {int(row['weight_nnz'])} weights "
               f"(effective architecture {','.join(map(str, compact))}), lr {row['lr']:g} {row['schedule']} "
               f"seed {int(row['seed'])}: train accuracy {row['train_acc']:.4f}")
-        res = retrain_from_init(widths, masks, grid, data=data)
+        res = retrain_from_init(widths, masks, grid, data=data, init=init)
         if args.details:
             for p in res.itertuples():
                 print(f"  lr {p.lr:<5g} {p.schedule:<8} seed {p.seed}: {p.train_acc:.4f}"
@@ -255,6 +316,25 @@ def _run_retrain(args):
         best = f"{live.max():.4f}" if len(live) else "none (all diverged)"
         median = f"{live.median():.4f}" if len(live) else "-"
         reaching = int(reached_target(res["train_acc"].to_numpy(), res["diverged"].to_numpy(), args.target).sum())
-        print(f"  its mask from init ({len(res)} runs): best {best}, median {median}; "
+        print(f"  its mask from init{' checkpoint ' + init.id if init is not None else ''} ({len(res)} runs): "
+              f"best {best}, median {median}; "
               f"{reaching} reach {args.target:g}")
+    return 0
+
+
+def _run_best_init(args):
+    import os
+
+    from search.phases import best_init
+    check_widths_arg(args.widths)
+    check_writable_file(args.out)
+    if not os.path.isdir(args.store):
+        raise CubistError(f"--store {args.store}: " + ("not a result directory" if os.path.exists(args.store)
+                                                      else "does not exist"))
+    try:
+        best_init(args.store, args.widths, args.out, target=args.target, check=args.check)
+    except RuntimeError as e:   # the check failed: the row does not come back from its init
+        import sys
+        print(f"cubist: error: {e}", file=sys.stderr)
+        return 1
     return 0
