@@ -6,7 +6,16 @@ the width-16 default init) with ``init_seed`` = :func:`cubist.model.run_init_see
 identity (method and its hyper-parameters, widths, budget, lr, schedule, seed index ``k``), so no
 two runs share an init, whatever chunk trains them; the seed also drives the method's own
 randomness (random masks, score batches). The data order is ``epoch_permutation(k, epoch)``,
-shared by the runs of one seed index; the learning rate comes from ``lr_at``. Runs that can
+shared by the runs of one seed index; the learning rate comes from ``lr_at``.
+
+Fixed init (``init_checkpoint``, ``cubist prune --init-checkpoint FILE``; the paper's fixed-init
+experiments, ALGORITHMS.md §3): every run starts from the width-W top-left blocks of that one
+saved width-16 init (:class:`cubist.checkpoint.FixedInit`, as the search's fixed init does), so
+the seed index ``k`` repeats over the data order only (the method's own randomness still comes
+from the seed of the run's identity). Rows record ``init = "checkpoint:<id>"``, ``init_seed``
+and ``init_width`` null; the run ids of random-init rows are unchanged. Rebuilding such a row
+(:meth:`Run.from_row`, :func:`rerun`) needs the checkpoint file (``init_checkpoint=``), whose
+id must match. Runs that can
 share a procedure (the same :meth:`~pruners.base.MethodConfig.retrain_rounds`; for IMP/LRR: the
 same number of rounds) are packed into chunks of up to ``chunk`` replicas of one
 :class:`~pruners.layers.BatchedMLP`; the ``single`` engine runs each alone as a plain
@@ -45,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cubist.checkpoint import FixedInit
 from cubist.masks import dense_weight_count, mask_counts
 from cubist.model import RANDOM_INIT, check_widths, run_init_seed
 from cubist.data import DEFAULT_DATA, HELDOUT_KINDS, DataConfig, Dataset, dataset_id
@@ -76,6 +86,10 @@ class SweepConfig:
     momentum: float = protocol_field("momentum")
     weight_decay: float = protocol_field("weight_decay")
     init_width: int = field(default=16, metadata={"help": "hidden width of the init the network is cut from"})
+    init_checkpoint: str | None = field(default=None, metadata={
+        "help": "a saved width-16 init (cubist search init / best-init): every run starts from its width-W slice "
+                "and the seed index gives the data order only (default: every run its own random init)",
+        "cli": False})   # cubist prune --init-checkpoint FILE (a file, not a value of the rows)
     method_params: dict = field(default_factory=dict, metadata={"help": "method hyper-parameters (config fields)",
                                                                 "cli": False})
     data: str = field(default=DEFAULT_DATA, metadata={"help": "data set of the registry (cubist.data)"})
@@ -115,6 +129,7 @@ class SweepConfig:
         bad = [f for f in self.nnz if not 1 <= f <= total]
         if bad:
             raise ValueError(f"targets {bad} outside [1, {total}] (weights of widths {self.widths})")
+        object.__setattr__(self, "_fixed_init", self._load_init())
         mcfg = self._typed_method_config()  # validates the method and its parameters
         object.__setattr__(self, "_method_config", mcfg)
         dense = sum(self.layer_weights()) - sum(mcfg.pruned(self.layer_weights()))
@@ -126,6 +141,20 @@ class SweepConfig:
     def method_config(self) -> MethodConfig:
         """The method's typed config (built once, when the sweep config is)."""
         return self._method_config
+
+    def fixed_init(self) -> FixedInit | None:
+        """The init every run starts from (read once, when the sweep config is); None: random inits."""
+        return self._fixed_init
+
+    def _load_init(self) -> FixedInit | None:
+        if self.init_checkpoint is None:
+            return None
+        if self.init_width != 16:
+            raise ValueError(f"init_width {self.init_width} applies to random inits; the init checkpoint "
+                             f"{self.init_checkpoint} carries its own")
+        init = FixedInit.load(self.init_checkpoint)
+        init.sliced(self.widths)   # it must cover the widths
+        return init
 
     def _typed_method_config(self) -> MethodConfig:
         cls = get_method(self.method)
@@ -150,10 +179,23 @@ class Run:
     lr: float
     schedule: str
     seed: int
+    method_seed: int | None = None   # seeds the method's own randomness (None: the init seed)
 
     @property
-    def init_seed(self) -> int:
+    def init_seed(self) -> int | None:
+        """The seed of the run's own random init (None: it starts from an init checkpoint)."""
         return self.config["init_seed"]
+
+    @property
+    def init_id(self) -> str | None:
+        """The id of the init checkpoint the run starts from (None: its own random init)."""
+        init = self.config.get("init") or RANDOM_INIT
+        return None if init == RANDOM_INIT else init.split(":", 1)[1]
+
+    @property
+    def rng_seed(self) -> int:
+        """The seed of the method's own randomness (random masks, score batches)."""
+        return self.method_seed if self.method_seed is not None else self.init_seed
 
     @property
     def run_id(self) -> str:
@@ -166,7 +208,8 @@ class Run:
     @classmethod
     def from_row(cls, row, **overrides) -> tuple["Run", SweepConfig]:
         """The run of a stored pruner row and the one-run sweep that trains it
-        (``overrides``: how, not what, is run, e.g. ``engine="single"``)."""
+        (``overrides``: how, not what, is run, e.g. ``engine="single"``; a row from an init
+        checkpoint needs ``init_checkpoint=`` the file)."""
         cfg = sweep_config_from_row(row, **overrides)
         runs = [r for r in build_runs(cfg, load_data(cfg)) if r.run_id == row["run_id"]]
         if not runs:
@@ -192,21 +235,25 @@ def build_runs(cfg: SweepConfig, data: Dataset) -> list[Run]:
     """Every (target, lr, schedule, seed) combination, in that nesting order, each run once."""
     method = get_method(cfg.method)(cfg.method_config())
     params = method.params()
+    fixed = cfg.fixed_init()
     runs, ids = [], set()
     for F in cfg.nnz:
         for lr in cfg.lrs:
             for schedule in cfg.schedules:
                 for seed in range(cfg.seeds):
-                    init_seed = run_init_seed("prune", cfg.method, params, list(cfg.widths), F, lr, schedule, seed)
-                    config = {"kind": "prune", "method": cfg.method, "widths": list(cfg.widths),
-                              "init_width": cfg.init_width, "init": RANDOM_INIT, "init_seed": init_seed,
+                    seed_of_run = run_init_seed("prune", cfg.method, params, list(cfg.widths), F, lr, schedule, seed)
+                    if fixed is None:   # the run's own random init
+                        init = {"init_width": cfg.init_width, "init": RANDOM_INIT, "init_seed": seed_of_run}
+                    else:               # the checkpoint's slice; the seed only drives the method's randomness
+                        init = {"init_width": None, "init": f"checkpoint:{fixed.id}", "init_seed": None}
+                    config = {"kind": "prune", "method": cfg.method, "widths": list(cfg.widths), **init,
                               "lr": lr, "schedule": schedule, "epochs": cfg.epochs,
                               "batch_size": cfg.batch_size, "momentum": cfg.momentum,
                               "weight_decay": cfg.weight_decay, "seed": seed, "target_nnz": F,
                               "params": params, "dataset_id": data.id,
                               "data": {"heldout": cfg.heldout, "subsample": cfg.subsample,
                                        **data_config(cfg).to_row()}}
-                    run = Run(config, F, lr, schedule, seed)
+                    run = Run(config, F, lr, schedule, seed, method_seed=seed_of_run)
                     if run.run_id not in ids:
                         ids.add(run.run_id)
                         runs.append(run)
@@ -253,26 +300,43 @@ def epochs_per_run(cfg: SweepConfig, run: Run) -> int:
     return cfg.method_config().total_epochs(cfg.epochs, cfg.layer_weights(), run.target)
 
 
-def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.device, on_epoch=None) -> list[dict]:
-    """Train and prune ``runs`` together; returns their result rows."""
-    t0 = time.perf_counter()
-    init_seeds = [r.init_seed for r in runs]
-    configs = [TrainConfig(lr=r.lr, schedule=r.schedule, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                           momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=r.seed) for r in runs]
+def initial_model(cfg: SweepConfig, runs: list[Run]):
+    """The untrained model of ``runs``: a :class:`~pruners.layers.BatchedMLP` with one replica per
+    run (the ``single`` engine: one plain MLP), each from its init: the width-W slice of the
+    sweep's init checkpoint, or its own random init drawn from its ``init_seed``."""
+    fixed = cfg.fixed_init()
+    if fixed is None and any(r.init_seed is None for r in runs):
+        raise ValueError("these runs start from an init checkpoint: give the sweep its init_checkpoint")
+    if fixed is not None and any(r.init_id != fixed.id for r in runs):
+        raise ValueError(f"these runs do not start from init checkpoint {fixed.id} ({cfg.init_checkpoint})")
+    sliced = None if fixed is None else [(np.ascontiguousarray(w), np.ascontiguousarray(b))
+                                         for w, b in fixed.sliced(cfg.widths)]
     if cfg.engine == "single":
         if len(runs) != 1:
             raise ValueError("the single engine runs one run at a time")
         from cubist.model import init_weights
-        model = plain_mlp(cfg.widths, init_weights(cfg.widths, cfg.init_width, init_seeds[0]))
-    else:
-        model = BatchedMLP.from_seeds(cfg.widths, init_seeds, cfg.init_width)
+        return plain_mlp(cfg.widths, sliced or init_weights(cfg.widths, cfg.init_width, runs[0].init_seed))
+    if fixed is None:
+        return BatchedMLP.from_seeds(cfg.widths, [r.init_seed for r in runs], cfg.init_width)
+    model = BatchedMLP(cfg.widths, len(runs))
+    for r in range(len(runs)):
+        model.load_replica(r, sliced)
+    return model
+
+
+def run_chunk(cfg: SweepConfig, runs: list[Run], data: Dataset, device: torch.device, on_epoch=None) -> list[dict]:
+    """Train and prune ``runs`` together; returns their result rows."""
+    t0 = time.perf_counter()
+    configs = [TrainConfig(lr=r.lr, schedule=r.schedule, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                           momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=r.seed) for r in runs]
+    model = initial_model(cfg, runs)
     model.to(device)
     layers = prunable_layers(model)
     trainer = Trainer(model, layers, data.X, data.y, configs, device=device)
     if on_epoch is not None:
         trainer.epoch_callbacks.append(lambda: on_epoch(len(runs)))
     method = get_method(cfg.method)(cfg.method_config())
-    ctx = PruneContext(model, trainer, layers, [r.target for r in runs], method.config, seeds=init_seeds,
+    ctx = PruneContext(model, trainer, layers, [r.target for r in runs], method.config, seeds=[r.rng_seed for r in runs],
                        method_name=cfg.method, input_shape=(cfg.widths[0],))
     run_method(method, ctx)
     acc, loss = trainer.evaluate(data.X, data.y)
@@ -426,10 +490,18 @@ def run_sweep(cfg: SweepConfig, *, store: ResultStore | str | None = None, progr
 def sweep_config_from_row(row, **overrides) -> SweepConfig:
     """The one-run :class:`SweepConfig` that produced a stored row (dict or DataFrame row).
 
-    ``overrides`` (e.g. ``engine="single"``, ``device="cuda"``) change how, not what, is run.
+    ``overrides`` (e.g. ``engine="single"``, ``device="cuda"``) change how, not what, is run;
+    a row that starts from an init checkpoint needs ``init_checkpoint=`` that file (its id must
+    be the row's).
     """
     import json
     config = json.loads(row["config"])
+    init = config.get("init") or RANDOM_INIT
+    given = overrides.get("init_checkpoint")
+    if init == RANDOM_INIT and given is not None:
+        raise ValueError(f"row {row['run_id']} starts from its own random init; give no init_checkpoint")
+    if init != RANDOM_INIT and given is None:
+        raise ValueError(f"row {row['run_id']} starts from init {init}: give init_checkpoint= that file")
     params = dict(config["params"])
     method = params.pop("method")
     params.pop("procedure", None)
@@ -437,12 +509,16 @@ def sweep_config_from_row(row, **overrides) -> SweepConfig:
     cfg = dict(method=method, widths=tuple(config["widths"]), nnz=(config["target_nnz"],), lrs=(config["lr"],),
                schedules=(config["schedule"],), seeds=config["seed"] + 1, epochs=config["epochs"],
                batch_size=config["batch_size"], momentum=config["momentum"], weight_decay=config["weight_decay"],
-               init_width=config["init_width"], method_params=params, heldout=data.get("heldout", "between"),
+               init_width=config["init_width"] if config.get("init_width") is not None else 16,
+               method_params=params, heldout=data.get("heldout", "between"),
                subsample=data.get("subsample", 1))
     dc = DataConfig.from_row(data)
     cfg.update(data=dc.name, data_recipe=dc.recipe)
     cfg.update(overrides)
-    return SweepConfig(**cfg)
+    out = SweepConfig(**cfg)
+    if init != RANDOM_INIT and f"checkpoint:{out.fixed_init().id}" != init:
+        raise ValueError(f"row {row['run_id']} starts from init {init}, {given} is checkpoint:{out.fixed_init().id}")
+    return out
 
 
 def rerun(row, **overrides) -> dict:

@@ -5,7 +5,9 @@ go to the result store (``--out``) as chunks finish; rerunning skips stored runs
 ``--jobs N`` runs chunks in N worker processes with one torch thread each (tiny batched
 matmuls gain little from threads, and oversubscribed threads are much slower); on CUDA one
 process drives the GPU. ``--backend dask|ray`` (``--scheduler ADDRESS``) sends the same chunks
-to a cluster's CPUs; this process still writes every row. Method
+to a cluster's CPUs; this process still writes every row. ``--init-checkpoint FILE``: every
+run starts from the width-W slice of that one saved width-16 init (the paper's fixed-init
+experiments; ``cubist search best-init``), the seed index repeats over the data order. Method
 hyper-parameters are flags generated from the methods' config dataclasses; a flag the chosen
 method does not take is an error.
 """
@@ -37,6 +39,7 @@ def add_parser(sub) -> None:
     g.add_argument("--widths", type=csv(int, minimum=1), default=None, metavar="D1,D2,D3",
                    help="hidden widths, e.g. 3,3,3 (input 2 and one output are implied)")
     config_flags(p, SweepConfig, choices={"data": tuple(DATASETS)})
+    p.add_argument("--init-checkpoint", metavar="FILE", help=fields["init_checkpoint"].metadata["help"])
     add_target(p, text="train accuracy the closing line counts runs reaching (not stored)")
     add_common(p)
     mg = p.add_argument_group("method hyper-parameters (each applies to the methods listed)")
@@ -57,7 +60,7 @@ def sweep_config_from_args(args):
     elif args.width is not None:
         widths = (widths[0], *(args.width,) * (len(widths) - 2), widths[-1])
     return config_from_args(SweepConfig, args, method=args.method, widths=widths, method_params=params,
-                            device=args.device)
+                            device=args.device, init_checkpoint=args.init_checkpoint)
 
 
 def _run(args) -> int:
