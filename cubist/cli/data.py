@@ -16,7 +16,7 @@ def add_parser(sub):
     p = sub.add_parser("data", help=command_help("data"),
                        description="Write a data set of the registry (default: the Cubist Spiral, the paper's "
                                    "recipe on defaults) as Parquet, with the id result rows record.")
-    p.add_argument("export", nargs="?", choices=("digits",), default=None,
+    p.add_argument("export", nargs="?", default=None, metavar="digits",
                    help="digits: write scikit-learn's 1,797 bundled 8x8 digits as PNG images into --out DIR "
                         "in the ImageFolder layout (train/ and val/, one folder per class; every 5th image of "
                         "each class to val/), for cubist imagenet")
@@ -50,6 +50,10 @@ def check_figure_file(path: str, flag: str) -> None:
 
 
 def _run_data(args):
+    # the positional takes any word, so that a stray word is reported as argparse reports it
+    # (with choices=, a stray value after an unknown flag would read as a bad export name)
+    if args.export not in (None, "digits"):
+        raise CubistError(f"unrecognized arguments: {args.export}")
     if args.export == "digits":
         return _export_digits(args)
     import pyarrow as pa
