@@ -20,33 +20,35 @@
 # OUT/reduced_grid.json, passed as --lrs/--schedules, so every row records it. Width 32 must be
 # complete first (the default order does that).
 #
-# Time. One worker's CPU seconds per 50-epoch run, from bench/prune_widths.py (one process, one
-# torch thread, R = 64 replicas per chunk up to width 16, then 32, 16, 8, 4 at widths 32..256; the
-# machine shared, load average 4.5-7.5 on its 2 cores; runs/s = 1 / these; the sweep's larger
-# chunks at widths 64..256 are up to ~25% cheaper per run than these small ones):
+# Time. One worker's CPU seconds per 50-epoch run, from bench/prune_widths.py on its defaults (one
+# process, one torch thread, R = 32 replicas per chunk up to width 16, then 16, 8, 4, 2 at widths
+# 32..256; load average 5.6 before, 4.0 after, on the machine's 2 cores; 1 min 42 s; runs/s = 1 /
+# these; the sweep's larger chunks at widths 64..256 are a little cheaper per run):
 #   width      3     4     5     6     7     8    16    32    64   128   256
-#   gmp      0.84  0.69  0.81  0.59  0.89  0.83  1.17  2.39  5.05  12.6  72.6
-#   lrr      4.11  3.89  5.15  5.10  5.27  5.23  4.85  13.4  32.0  90.1   380    (6 x 50 epochs)
+#   gmp      0.95  0.81  0.95  0.97  1.01  0.79  1.04  2.32  4.92  13.7  51.7
+#   lrr      5.19  6.30  5.83  5.42  5.26  5.84  5.96  11.8  33.2  95.4   315    (6 x 50 epochs)
 # The other variants, relative to gmp (one training run) or lrr (the iterative ones), as observed
 # per run at width 16 in results/prune: the 14 one-run variants cost 44.3 gmp runs (synflow 8.9,
 # random 5 x 3.05, str 5.3, pilot 4.4, spred 3.2, dwf 2.4, rigl ~1.5, grasp 1.4, snip 1.0, gmp 1),
 # the 5 iterative ones 7.9 lrr runs (imp+pilot 1.9, lrr+pilot ~1.9, imp 1.6, imp-wr 1.6, lrr 1).
 # A width takes runs x (44.3 gmp + 7.9 lrr) / 2 workers, runs = budgets x grid points x SEEDS (3):
-#   width  budgets  full grid (9 points)         reduced (1 point)
-#     3      12     324 x   69.7 s / 2 =  3.1 h
-#     4      16     432 x   61.3 s / 2 =  3.7 h
-#     5      22     594 x   76.6 s / 2 =  6.3 h
-#     6      23     621 x   66.4 s / 2 =  5.7 h
-#     7      23     621 x   81.1 s / 2 =  7.0 h
-#     8      23     621 x   78.1 s / 2 =  6.7 h
-#    16      23     621 x   90.1 s / 2 =  7.8 h
-#    32      23     621 x  211.9 s / 2 = 18.3 h
-#    64      23     621 x  476.5 s / 2 = 41 h    ->   69 x  476.5 s / 2 =  4.6 h
-#   128      23     621 x 1270.5 s / 2 = 110 h   ->   69 x 1270.5 s / 2 = 12.2 h
-#   256      23     621 x 6214.7 s / 2 = 536 h   ->   69 x 6214.7 s / 2 = 60 h (SEEDS=1: 20 h)
+#   width  budgets  full grid (9 points)          reduced (1 point)
+#      3      12     324 x   83.1 s / 2 =   3.7 h
+#      4      16     432 x   85.7 s / 2 =   5.1 h
+#      5      22     594 x   88.1 s / 2 =   7.3 h
+#      6      23     621 x   85.8 s / 2 =   7.4 h
+#      7      23     621 x   86.3 s / 2 =   7.4 h
+#      8      23     621 x   81.1 s / 2 =   7.0 h
+#     16      23     621 x   93.2 s / 2 =   8.0 h
+#     32      23     621 x  195.8 s / 2 =  16.9 h
+#     64      23     621 x  480.6 s / 2 =  41.4 h   ->   69 x  480.6 s / 2 =  4.6 h
+#    128      23     621 x 1358.8 s / 2 = 117.2 h   ->   69 x 1358.8 s / 2 = 13.0 h
+#    256      23     621 x 4778.8 s / 2 = 412.2 h   ->   69 x 4778.8 s / 2 = 45.8 h (SEEDS=1: 15.3 h)
 # Rule: a width whose full grid needs more than a day here gets the reduced grid (64, 128, 256).
-# The whole matrix: 58.6 h (widths 3..32) + 76.4 h (64..256) = about 135 h, 5.6 days of 2 free
-# cores; about twice that while another sweep shares the machine.
+# The whole matrix: 62.9 h (widths 3..32) + 63.4 h (64..256) = about 126 h, 5.3 days of 2 free
+# cores. Shared, it is slower: the check of this script (OUT=/tmp/..., SEEDS=1, METHODS=gmp,
+# widths 3 and 64) took 2 min 46 s for width 3's 108 runs and 5 min 18 s for width 64's 23 at a
+# load average of 8-10: 3.2x and 5.6x these figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/overparam}
