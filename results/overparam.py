@@ -2,8 +2,9 @@
 
 Equal hidden widths ``W`` in :data:`WIDTHS` (``cubist prune --width W``), the weight budgets
 :data:`BUDGETS` below the width's weight count (:func:`budgets`), every method variant of
-:data:`METHODS` (those of ``results/run_reference.sh`` and RigL), the paper's pruning grid (lr
-0.05, 0.1, 0.2 x cosine, step, constant) up to width :data:`FULL_GRID_MAX_WIDTH`. Wider
+:data:`METHODS` (those of ``results/run_reference.sh``, RigL, FORCE, Iter-SNIP and ProsPr), the
+paper's pruning grid (lr 0.05, 0.1, 0.2 x cosine, step, constant) up to width
+:data:`FULL_GRID_MAX_WIDTH`. Wider
 networks get a **reduced grid**: for each variant the single grid point that did best at
 width :data:`GRID_SOURCE_WIDTH` in the same store (:func:`best_grid_point`: most runs reaching 95%
 train accuracy over all budgets and inits, then the highest mean train accuracy, then the grid
@@ -41,7 +42,7 @@ METHODS = {
     **{f"random-{s}": f"--method random --scope layer --density-scheme {s}"
        for s in ("uniform", "er", "erk", "balanced", "pyramidal")},
     "pilot": "--method pilot", "spred": "--method spred", "str": "--method str", "dwf": "--method dwf",
-    "rigl": "--method rigl",
+    "rigl": "--method rigl", "force": "--method force", "itersnip": "--method itersnip", "prospr": "--method prospr",
     "imp": "--method imp --cycles 5", "imp-wr": "--method imp --rewind step --rewind-step 390 --cycles 5",
     "lrr": "--method lrr --cycles 5", "imp+pilot": "--method imp+pilot --cycles 5",
     "lrr+pilot": "--method lrr+pilot --cycles 5",

@@ -5,8 +5,8 @@
 #   OUT=/tmp/op SEEDS=1 METHODS="gmp lrr" bash results/run_overparam.sh 3 64
 # Equal hidden widths (cubist prune --width W), budgets 15..26, 30, 33, 37, 40, 44, 50, 53, 55, 57,
 # 60, 65 below the width's weight count (width 3: 15..26 of 27; 4: 16 budgets; 5: 22; from 6: all 23),
-# every variant of results/overparam.py METHODS (results/run_reference.sh's 18 and RigL; iterative
-# methods with 5 rounds), SEEDS (default 3) inits per grid point. results/overparam.py plans each
+# every variant of results/overparam.py METHODS (results/run_reference.sh's 18, RigL, FORCE, Iter-SNIP and
+# ProsPr; iterative methods with 5 rounds), SEEDS (default 3) inits per grid point. results/overparam.py plans each
 # sweep: flags, budgets, grid, --chunk (the sweep's chunks; keep JOBS to resume bit for bit).
 # Chunks: at most 2**21 / W**2 replicas (256 up to width 90, 128 at 128, 32 at 256), in a multiple
 # of JOBS balanced chunks; the CPU default, 256 at every width, costs 4.33 ms of CPU per replica
@@ -55,7 +55,7 @@ OUT=${OUT:-results/overparam}
 JOBS=${JOBS:-2}
 SEEDS=${SEEDS:-3}
 ALL_METHODS=(gmp snip grasp synflow random-uniform random-er random-erk random-balanced random-pyramidal
-             pilot spred str dwf rigl imp imp-wr lrr imp+pilot lrr+pilot)
+             pilot spred str dwf rigl force itersnip prospr imp imp-wr lrr imp+pilot lrr+pilot)
 if [ -n "${METHODS:-}" ]; then read -ra METHODS <<< "$METHODS"; else METHODS=("${ALL_METHODS[@]}"); fi
 widths=("$@")
 [ ${#widths[@]} -gt 0 ] || widths=(3 4 5 6 7 8 16 32 64 128 256)
