@@ -30,6 +30,17 @@ from .optim import ReplicaSGD
 LOSSES = ("bce", "ce")
 
 
+
+@torch.no_grad()
+def restore_parameters(model, layers, state: dict) -> None:
+    """Copy saved parameters (by name) back into ``model`` and zero the masked entries of ``layers``
+    (the masks are untouched): rewinding, for every trainer."""
+    params = dict(model.named_parameters())
+    for k, v in state.items():
+        params[k].copy_(v)
+    for l in layers:
+        l.zero_masked_()
+
 class Trainer:
     """Train ``model`` (batched when its layers are replicated) on ``X, y``.
 
@@ -107,14 +118,9 @@ class Trainer:
         """Copies of all parameters (by name), for rewinding."""
         return {k: v.detach().clone() for k, v in self.model.named_parameters()}
 
-    @torch.no_grad()
     def restore(self, state: dict) -> None:
         """Copy saved parameters back (masks untouched) and zero the masked entries."""
-        params = dict(self.model.named_parameters())
-        for k, v in state.items():
-            params[k].copy_(v)
-        for l in self.layers:
-            l.zero_masked_()
+        restore_parameters(self.model, self.layers, state)
 
     # batches and losses ----------------------------------------------------------------
     def _replica_out(self, out: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,7 @@ from torch import nn
 from cubist.train import epoch_permutation
 
 from .layers import Prunable
+from .train import restore_parameters
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -267,13 +268,8 @@ class LoaderTrainer:
         self.snapshots.append(snap)
         return snap
 
-    @torch.no_grad()
     def restore(self, state: dict) -> None:
-        params = dict(self.model.named_parameters())
-        for k, v in state.items():
-            params[k].copy_(v)
-        for l in self.layers:
-            l.zero_masked_()
+        restore_parameters(self.model, self.layers, state)
 
     # losses -----------------------------------------------------------------------------------
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:

@@ -312,6 +312,15 @@ def config_flags(p, cls, *, only=None, exclude=(), defaults=None, choices=None) 
     return names
 
 
+def add_method_flags(p) -> None:
+    """Every registered method's config fields as flags (``m_<field>``), in one group: what
+    ``cubist prune`` and ``cubist imagenet`` share."""
+    from pruners.base import load_methods
+    mg = p.add_argument_group("method hyper-parameters (each applies to the methods listed)")
+    union_flags(mg, {name: cls.Config for name, cls in load_methods().items()}, dest_prefix="m_",
+                everyone="all methods")
+
+
 def union_flags(p, configs: dict, *, dest_prefix: str, everyone: str) -> dict[str, list[str]]:
     """Flags for the union of the fields of several configs (``{name: dataclass}``, e.g. every
     method's config), each once, with the configs taking it named in its help (each config's own

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from .common import CubistError, command_help, config_flags, given_fields, positive_int, union_flags
+from .common import CubistError, add_method_flags, command_help, config_flags, given_fields, positive_int
 
 LAUNCH_FLAGS = ("--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-id")
 
@@ -40,9 +40,7 @@ def add_parser(sub) -> None:
     g.add_argument("--node-rank", default=None, help="torchrun --node-rank")
     g.add_argument("--rdzv-endpoint", default=None, help="torchrun --rdzv-endpoint HOST:PORT")
     g.add_argument("--rdzv-id", default=None, help="torchrun --rdzv-id")
-    mg = p.add_argument_group("method hyper-parameters (each applies to the methods listed)")
-    union_flags(mg, {name: cls.Config for name, cls in load_methods().items()}, dest_prefix="m_",
-                everyone="all methods")
+    add_method_flags(p)
     p.set_defaults(func=_run)
 
 

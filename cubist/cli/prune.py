@@ -17,7 +17,7 @@ import dataclasses
 
 from .common import (MAX_SEEDS, add_common, add_target, check_at_most, check_store_dir, check_widths_arg,
                      command_help, config_flags, config_from_args, csv, CubistError, given_fields, positive_int,
-                     sweep_backend, union_flags)
+                     sweep_backend, add_method_flags)
 
 
 def add_parser(sub) -> None:
@@ -42,9 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--init-checkpoint", metavar="FILE", help=fields["init_checkpoint"].metadata["help"])
     add_target(p, text="train accuracy the closing line counts runs reaching (not stored)")
     add_common(p)
-    mg = p.add_argument_group("method hyper-parameters (each applies to the methods listed)")
-    union_flags(mg, {name: cls.Config for name, cls in load_methods().items()}, dest_prefix="m_",
-                everyone="all methods")
+    add_method_flags(p)
     p.set_defaults(func=_run)
 
 
