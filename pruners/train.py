@@ -32,6 +32,18 @@ LOSSES = ("bce", "ce")
 
 
 @torch.no_grad()
+def clear_masked_momentum(layer, momentum_buffer) -> None:
+    """Zero the momentum of the masked weights and biases of one prunable ``layer``;
+    ``momentum_buffer(param)`` gives a parameter's buffer (None before the first step)."""
+    for p, m in ((layer.param, layer.mask), (layer.bias_param, layer.bias_mask)):
+        if p is None or m is None or not p.requires_grad:
+            continue
+        buf = momentum_buffer(p)
+        if buf is not None:
+            layer.rview(buf).mul_(m)
+
+
+@torch.no_grad()
 def restore_parameters(model, layers, state: dict) -> None:
     """Copy saved parameters (by name) back into ``model`` and zero the masked entries of ``layers``
     (the masks are untouched): rewinding, for every trainer."""
@@ -105,13 +117,7 @@ class Trainer:
     def masks_changed(self) -> None:
         """Clear the momentum of masked weights and biases (after a prune)."""
         for l in self.layers:
-            pairs = [(l.param, l.mask), (l.bias_param, l.bias_mask)]
-            for p, m in pairs:
-                if p is None or m is None or not p.requires_grad:
-                    continue
-                buf = self.momentum_buffer(p)
-                if buf is not None:
-                    l.rview(buf).mul_(m)
+            clear_masked_momentum(l, self.momentum_buffer)
 
     # state -----------------------------------------------------------------------------
     def snapshot(self) -> dict:

@@ -49,7 +49,7 @@ from torch import nn
 from cubist.train import epoch_permutation
 
 from .layers import Prunable
-from .train import restore_parameters
+from .train import clear_masked_momentum, restore_parameters
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -249,12 +249,7 @@ class LoaderTrainer:
             if getattr(l.module, "bias_mask", None) is not None:
                 self.dist.broadcast_(l.module.bias_mask)
             l.zero_masked_()
-            for p, m in ((l.param, l.mask), (l.bias_param, l.bias_mask)):
-                if p is None or m is None or not p.requires_grad:
-                    continue
-                buf = self.momentum_buffer(p)
-                if buf is not None:
-                    l.rview(buf).mul_(m)
+            clear_masked_momentum(l, self.momentum_buffer)
 
     # rewinding ------------------------------------------------------------------------------
     def snapshot(self) -> dict:
