@@ -210,11 +210,18 @@ class Run:
         """The run of a stored pruner row and the one-run sweep that trains it
         (``overrides``: how, not what, is run, e.g. ``engine="single"``; a row from an init
         checkpoint needs ``init_checkpoint=`` the file)."""
-        cfg = sweep_config_from_row(row, **overrides)
-        runs = [r for r in build_runs(cfg, load_data(cfg)) if r.run_id == row["run_id"]]
-        if not runs:
-            raise ValueError(f"row {row['run_id']} cannot be rebuilt from its configuration (data or code changed?)")
-        return runs[0], cfg
+        run, cfg, _ = _rebuild(row, overrides)
+        return run, cfg
+
+
+def _rebuild(row, overrides: dict) -> tuple[Run, SweepConfig, Dataset]:
+    """:meth:`Run.from_row`, with the data it was built on."""
+    cfg = sweep_config_from_row(row, **overrides)
+    data = load_data(cfg)
+    runs = [r for r in build_runs(cfg, data) if r.run_id == row["run_id"]]
+    if not runs:
+        raise ValueError(f"row {row['run_id']} cannot be rebuilt from its configuration (data or code changed?)")
+    return runs[0], cfg, data
 
 
 def data_config(cfg: SweepConfig) -> DataConfig:
@@ -523,5 +530,5 @@ def sweep_config_from_row(row, **overrides) -> SweepConfig:
 
 def rerun(row, **overrides) -> dict:
     """Run again the run that produced ``row``; returns the new row (same ``run_id``)."""
-    run, cfg = Run.from_row(row, **overrides)
-    return run_chunk(cfg, [run], load_data(cfg), resolve_device(cfg.device))[0]
+    run, cfg, data = _rebuild(row, overrides)  # the data built once
+    return run_chunk(cfg, [run], data, resolve_device(cfg.device))[0]
