@@ -12,7 +12,7 @@ from pruners.layers import BatchedMLP, check_bias_rule, prunable_layers
 from pruners.procedures import run_method
 from pruners.runner import SweepConfig, run_sweep
 from pruners.train import Trainer
-from pruner_helpers import spiral_subset
+from pruner_helpers import SmallCNN, spiral_subset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,20 +54,6 @@ def test_budget_exact_per_replica_mlp(name):
     for l, mk in zip(ctx.layers, masks):
         assert (l.weight().detach()[mk == 0] == 0).all()
     assert check_bias_rule(ctx.layers)
-
-
-class SmallCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 4, 3, bias=False)  # as in ResNets: no bias, then BatchNorm
-        self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4 * 4 * 4, 3)
-
-    def forward(self, x):
-        x = torch.relu(self.conv1(x))
-        x = torch.relu(self.bn(self.conv2(x)))
-        return self.fc(x.flatten(1))
 
 
 @pytest.mark.parametrize("name", all_methods())

@@ -21,7 +21,7 @@ from pruners.methods_rigl import RigL, RigLConfig
 from pruners.procedures import _prune, run_method, update_masks
 from pruners.runner import SweepConfig, build_runs, check_feasible, epochs_per_run, load_data, run_sweep
 from pruners.train import Trainer
-from pruner_helpers import spiral_subset
+from pruner_helpers import SmallCNN, spiral_subset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -196,20 +196,6 @@ def test_a_dropped_weight_grown_back_keeps_its_value():
 
 
 # -- a conv net -------------------------------------------------------------------------------------
-class SmallCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 4, 3, bias=False)
-        self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4 * 4 * 4, 3)
-
-    def forward(self, x):
-        x = torch.relu(self.conv1(x))
-        x = torch.relu(self.bn(self.conv2(x)))
-        return self.fc(x.flatten(1))
-
-
 def test_conv_net_updates_keep_counts_and_batchnorm_statistics():
     torch.manual_seed(0)
     net = SmallCNN()
