@@ -7,7 +7,10 @@ Both loops take the same synthetic batches (decoding is not measured: it is the 
 SGD momentum 0.9 and weight decay 1e-4, bf16 autocast and channels-last on CUDA. The runner's
 loop is :class:`pruners.trainer_loader.LoaderTrainer` with every weight layer masked (random
 mask at density 0.2) and GMP's hooks (a prune event per step is not counted: events are rare).
-Prints both figures and ``RESULT runner_per_s=... plain_per_s=... ratio=...`` (expected >= 0.95).
+The two loops alternate round by round (``--rounds``; both models are built once), so a change
+in the machine's speed reaches both; the best round of each gives the figures, and the median of
+the round pairs' ratios is printed beside. Prints both figures and
+``RESULT runner_per_s=... plain_per_s=... ratio=... median_pair_ratio=...`` (expected >= 0.95).
 """
 from __future__ import annotations
 
@@ -34,11 +37,13 @@ def synthetic_loader(batch: int, size: int, classes: int, steps: int):
     return Loader()
 
 
-def plain(model, loader, device, amp, channels_last, rounds):
+def plain(model, loader, device, amp, channels_last):
+    """A plain torchvision-style loop: returns a function that trains one pass over ``loader``
+    and gives its images per second."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     model.train()
-    best = 0.0
-    for _ in range(rounds):
+
+    def one_round():
         t = time.perf_counter()
         n = 0
         for x, y in loader:
@@ -54,11 +59,12 @@ def plain(model, loader, device, amp, channels_last, rounds):
             n += len(y)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        best = max(best, n / (time.perf_counter() - t))
-    return best
+        return n / (time.perf_counter() - t)
+    return one_round
 
 
-def runner(model, loader, device, amp, channels_last, rounds):
+def runner(model, loader, device, amp, channels_last):
+    """The runner's trainer with every weight layer masked and GMP's hooks: as :func:`plain`."""
     from pruners.base import PruneContext, get_method
     from pruners.layers import prunable_layers
     from pruners.trainer_loader import Dist, LoaderTrainer, Recipe
@@ -74,11 +80,11 @@ def runner(model, loader, device, amp, channels_last, rounds):
     method = get_method("gmp")()
     ctx = PruneContext(model, tr, layers, [sum(int(l.mask.sum()) for l in layers)], method.config, seeds=[0],
                        method_name="gmp")
-    best = 0.0
-    for _ in range(rounds):
+
+    def one_round():
         tr.train(1, after_step=lambda k: method.after_step(ctx), after_epoch=lambda *a: None)
-        best = max(best, tr.last_epoch["images_per_s"])
-    return best
+        return tr.last_epoch["images_per_s"]
+    return one_round
 
 
 def main():
@@ -87,31 +93,39 @@ def main():
     p.add_argument("--arch", default="resnet50")
     p.add_argument("--image-size", type=int, default=None, help="default 224 on CUDA, 64 on CPU")
     p.add_argument("--batch", type=int, default=None, help="default 256 on CUDA, 16 on CPU")
-    p.add_argument("--steps", type=int, default=None, help="steps per timed round (default 30 CUDA, 5 CPU)")
-    p.add_argument("--rounds", type=int, default=3, help="timed rounds per loop; the best is kept")
+    p.add_argument("--steps", type=int, default=None, help="steps per timed round (default 30 CUDA, 20 CPU)")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per loop, alternating; the best is kept")
     a = p.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     size = a.image_size or (224 if cuda else 64)
     batch = a.batch or (256 if cuda else 16)
-    steps = a.steps or (30 if cuda else 5)
+    steps = a.steps or (30 if cuda else 20)
     amp = torch.bfloat16 if cuda else None
     if cuda:
         torch.backends.cudnn.benchmark = True
     loader = synthetic_loader(batch, size, 1000, steps)
-    res = {}
-    for name, fn in (("plain", plain), ("runner", runner), ("plain", plain), ("runner", runner)):
+    rounds = {}
+    for name, make in (("plain", plain), ("runner", runner)):
         torch.manual_seed(0)
         model = torchvision.models.get_model(a.arch, num_classes=1000).to(device)
         if cuda:
             model = model.to(memory_format=torch.channels_last)
-        fn(model, synthetic_loader(batch, size, 1000, 2), device, amp, cuda, 1)  # warm-up
-        res[name] = max(res.get(name, 0.0), fn(model, loader, device, amp, cuda, a.rounds))
-        del model
-    print(f"{a.arch}, {size}x{size}, batch {batch}, {device.type}: plain loop {res['plain']:.1f} img/s, "
-          f"runner (masks + gmp hooks) {res['runner']:.1f} img/s")
-    print(f"RESULT runner_per_s={res['runner']:.2f} plain_per_s={res['plain']:.2f} "
-          f"ratio={res['runner'] / res['plain']:.3f}")
+        make(model, synthetic_loader(batch, size, 1000, 2), device, amp, cuda)()  # warm-up
+        rounds[name] = make(model, loader, device, amp, cuda)
+    # alternate the two loops round by round, so a change in the machine's speed reaches both
+    res = {"plain": [], "runner": []}
+    for _ in range(a.rounds):
+        for name in ("plain", "runner"):
+            res[name].append(rounds[name]())
+    best = {k: max(v) for k, v in res.items()}
+    pair = sorted(r / p for p, r in zip(res["plain"], res["runner"]))
+    median = pair[len(pair) // 2] if len(pair) % 2 else 0.5 * (pair[len(pair) // 2 - 1] + pair[len(pair) // 2])
+    print(f"{a.arch}, {size}x{size}, batch {batch}, {device.type}, {a.rounds} alternating rounds of {steps} steps: "
+          f"plain loop {best['plain']:.1f} img/s, runner (masks + gmp hooks) {best['runner']:.1f} img/s (best rounds); "
+          f"round-pair ratios {' '.join(f'{r:.3f}' for r in pair)}")
+    print(f"RESULT runner_per_s={best['runner']:.2f} plain_per_s={best['plain']:.2f} "
+          f"ratio={best['runner'] / best['plain']:.3f} median_pair_ratio={median:.3f}")
 
 
 if __name__ == "__main__":

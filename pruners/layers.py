@@ -123,7 +123,14 @@ PLAIN_TYPES = (nn.Linear, nn.Conv2d)
 
 
 def _plain_pre_hook(module, _inputs):
-    module.weight = _plain_source(module) * module.weight_mask
+    mask = module.weight_mask
+    if module.weight_reparam is None and getattr(module, "mask_by_gradient", False) and not mask.requires_grad:
+        # the trainer's fast path (:meth:`Prunable.mask_by_gradient`): the masked entries of
+        # weight_orig are 0, so weight_orig *is* the effective weight; a view keeps the
+        # attribute a plain tensor (a Parameter would be registered under ``weight``)
+        module.weight = module.weight_orig.view_as(module.weight_orig)
+    else:
+        module.weight = _plain_source(module) * mask
     if getattr(module, "bias_orig", None) is not None:
         module.bias = module.bias_orig * module.bias_mask
 
@@ -156,6 +163,7 @@ def attach_masks(model: nn.Module, types=PLAIN_TYPES) -> list[nn.Module]:
             else:
                 module.bias_orig = None
             module.weight_reparam = None
+            module.mask_by_gradient = False
             module.register_forward_pre_hook(_plain_pre_hook)
             _plain_pre_hook(module, ())
         out.append(module)
@@ -240,6 +248,33 @@ class Prunable:
         else:
             self.module.weight_reparam = reparam
         self.param.requires_grad_(reparam is None)
+
+    @property
+    def gradient_maskable(self) -> bool:
+        """True when :meth:`mask_by_gradient` applies: a plain layer with its raw weight."""
+        return not self.replicated and self.reparam is None
+
+    def mask_by_gradient(self, on: bool) -> None:
+        """The training step's fast path for a plain layer (:attr:`gradient_maskable`).
+
+        While on, forward passes use ``weight_orig`` itself instead of ``weight_orig * mask``
+        (one pass over the weights less in the forward and one in the backward), and the caller
+        must mask the gradient with :meth:`mask_grad_` before the optimiser step. Both give the
+        same bits as the product: the masked entries of ``weight_orig`` are 0 (every mask change
+        goes through :meth:`zero_masked_`), so ``w * 1 = w`` and ``0 * 0 = 0`` in the forward,
+        and the product's backward is the same ``g * mask`` as :meth:`mask_grad_`; with the
+        masked gradient 0 and the masked momentum cleared, SGD's update (momentum, weight decay,
+        Nesterov) keeps the masked entries at exactly 0. A mask that requires grad (scoring by
+        the gradient with respect to the mask) always takes the product.
+        """
+        self.module.mask_by_gradient = bool(on) and self.gradient_maskable
+
+    @torch.no_grad()
+    def mask_grad_(self) -> None:
+        """Multiply the raw weight's gradient by the mask (in place; see :meth:`mask_by_gradient`)."""
+        g = self.param.grad
+        if g is not None:
+            self.rview(g).mul_(self.mask)
 
     @torch.no_grad()
     def zero_masked_(self) -> None:

@@ -343,6 +343,11 @@ class LoaderTrainer:
         epochs = self.epochs if epochs is None else epochs
         steps = self.steps_per_epoch
         call_step = 0
+        with torch.no_grad():  # the fast path's invariant (Prunable.mask_by_gradient); every mask change keeps it
+            for l in self.layers:
+                if l.gradient_maskable:
+                    l.zero_masked_()
+                    clear_masked_momentum(l, self.momentum_buffer)
         for e in range(epochs):
             if self.halted:
                 break
@@ -371,8 +376,15 @@ class LoaderTrainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 x, y = self._prepare(x), y.to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    out = self.net(x)
+                fast = [l for l in self.layers if l.gradient_maskable]
+                for l in fast:
+                    l.mask_by_gradient(True)
+                try:
+                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                        out = self.net(x)
+                finally:
+                    for l in fast:
+                        l.mask_by_gradient(False)
                 loss = F.cross_entropy(out.float(), y, label_smoothing=self.recipe.label_smoothing)
                 total = loss
                 if penalty is not None:
@@ -382,13 +394,18 @@ class LoaderTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:
                     self.scaler.scale(total).backward()
+                    for l in fast:
+                        l.mask_grad_()
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
                 else:
                     total.backward()
+                    for l in fast:
+                        l.mask_grad_()
                     self.optimizer.step()
                 for l in self.layers:
-                    l.zero_masked_()
+                    if l not in fast:
+                        l.zero_masked_()
                 self.step_counter += 1
                 call_step += 1
                 self.last_batch = (x.unsqueeze(0), y.unsqueeze(0))
