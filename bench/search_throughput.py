@@ -23,7 +23,9 @@ Measured in one run on this machine:
 The machine may be shared: the load average is printed before and after, and the engine's
 throughput per CPU-second shows what an idle machine would give. The last line is
 ``RESULT engine_per_s=... reference_per_s=... ratio=... peak_fraction=... early_exit_speedup=...``
-(``engine_per_s`` and ``ratio`` with early exit, as the search runs).
+(``engine_per_s`` and ``ratio`` with early exit, as the search runs), then ``simd=`` (the engine's
+vector width, :mod:`search.simd`) and, when it is 512-bit, ``simd_speedup=``: the same early-exit
+run at LLVM's default width (``CUBIST_SIMD=256``, a child process) over this one's.
 """
 from __future__ import annotations
 
@@ -124,14 +126,19 @@ def main(argv=None) -> None:
     ap.add_argument("--ref-runs", type=int, default=2, help="reference runs per process (default 2)")
     ap.add_argument("--ref-epochs", type=int, default=3, help="epochs per reference run (default 3)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the mask sample")
+    ap.add_argument("--no-simd-baseline", action="store_true", help="skip the engine at LLVM's default "
+                    "vector width (CUBIST_SIMD=256, in a child process) when this one uses 512-bit vectors")
+    ap.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)  # the child's part
     args = ap.parse_args(argv)
 
     from joblib import Parallel, delayed
 
     from cubist.data import Dataset
     from search.engine import train_masks
+    from search.simd import engine_label
 
     cores = args.threads
+    label = engine_label()
     print(f"machine: {os.cpu_count()} cores, using {cores}; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rng = np.random.default_rng(args.seed)
@@ -159,9 +166,9 @@ def main(argv=None) -> None:
     t = time.perf_counter()
     train_masks(X[:256], y[:256], WIDTHS, [m[:2] for m in masks], lrs=0.1, schedules="cosine", seeds=0,
                 epochs=1, threads=cores)
-    print(f"engine: compiled / loaded from cache in {time.perf_counter() - t:.1f} s")
+    print(f"engine ({label}): compiled / loaded from cache in {time.perf_counter() - t:.1f} s")
     timed = {}
-    for early_exit in (False, True):
+    for early_exit in ((True,) if args.engine_only else (False, True)):
         t, c = time.perf_counter(), time.process_time()
         res = train_masks(X, y, WIDTHS, masks, lrs=lrs, schedules=schedules, seeds=seeds, epochs=args.epochs,
                           threads=cores, init_seeds=init_seeds, early_exit=early_exit,
@@ -175,6 +182,9 @@ def main(argv=None) -> None:
               f"{(res.train_acc == 0.5).sum()} at exactly 0.5"
               + (f", {exited.sum()} exited, mean exit epoch {res.exit_epoch[exited].mean():.1f})" if early_exit
                  else ")"))
+    if args.engine_only:
+        print(f"ENGINE wall={timed[True][0]:.6f} label={label}")
+        return
     off, on = timed[False][2], timed[True][2]
     same = all(np.array_equal(getattr(off, f), getattr(on, f)) for f in ("train_acc", "heldout_acc", "diverged"))
     print(f"early exit on and off: identical train/held-out accuracy and divergence for all {R} runs: {same}")
@@ -197,6 +207,22 @@ def main(argv=None) -> None:
           f"(incl. start-up); {np.mean(per_epoch):.3f} s per epoch per process = "
           f"{1e6 * np.mean(per_epoch) / steps:.0f} us per step, scaled to 50 epochs")
 
+    simd_speedup = None
+    if label == "numba-avx512" and not args.no_simd_baseline:
+        import subprocess
+        cmd = [sys.executable, __file__, "--engine-only", "--masks", str(args.masks), "--epochs", str(args.epochs),
+               "--threads", str(cores), "--seed", str(args.seed)]
+        child = subprocess.run(cmd, env={**os.environ, "CUBIST_SIMD": "256"}, capture_output=True, text=True)
+        line = [x for x in child.stdout.splitlines() if x.startswith("ENGINE ")]
+        if child.returncode == 0 and line:
+            wall256 = float(line[0].split()[1].split("=")[1])
+            simd_speedup = wall256 / wall
+            print(f"engine, early exit on, LLVM's default vector width (CUBIST_SIMD=256, a child process): "
+                  f"{R * scale / wall256:.2f} trainings/s; 512-bit vectors: {engine_per_s:.2f}/s "
+                  f"({simd_speedup:.2f}x)")
+        else:
+            print(f"engine at CUBIST_SIMD=256: the child process failed ({child.stderr.strip()[-300:]})")
+
     peak, detail = sgemm_peak(cores)
     gflops = flops / wall / 1e9
     load_after = os.getloadavg()
@@ -212,7 +238,8 @@ def main(argv=None) -> None:
     print(f"load average during engine: {load_mid[0]:.2f}, after: {' '.join(f'{x:.2f}' for x in load_after)}")
     print(f"RESULT engine_per_s={engine_per_s:.2f} reference_per_s={reference_per_s:.4f} "
           f"ratio={engine_per_s / reference_per_s:.1f} peak_fraction={gflops / peak:.4f} "
-          f"early_exit_speedup={early_exit_speedup:.3f}")
+          f"early_exit_speedup={early_exit_speedup:.3f} simd={label}"
+          + (f" simd_speedup={simd_speedup:.3f}" if simd_speedup is not None else ""))
 
 
 if __name__ == "__main__":

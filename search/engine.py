@@ -30,7 +30,8 @@ that trains a group of models (no calls, hence no atomic reference counting, per
 parallel kernel calls it once per group. Models sharing a seed see the same batches:
 each epoch's data is gathered once per seed into contiguous ``(steps, inputs, batch)`` arrays,
 and a thread trains a group of such models in lockstep, batch by batch, so the batch stays in
-L1. Work is spread over threads by ``prange`` over groups (dynamic scheduling), several epochs
+L1. Work is spread over threads by a work queue (one task per thread takes the next group from
+an atomic counter: early exits make the groups' costs unpredictable), several epochs
 per kernel call, so that threads meet rarely (which matters on a shared, oversubscribed machine).
 """
 from __future__ import annotations
@@ -75,6 +76,22 @@ def _int32_bits_as_float32(typingctx, x):
         return builder.bitcast(args[0], llvm_ir.FloatType())
 
     return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _fetch_add(typingctx, arr, idx, val):
+    """Atomically ``old = arr[idx]; arr[idx] += val``; returns ``old`` (a work queue's next ticket)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1):
+        return None
+
+    def codegen(context, builder, sig, args):
+        from numba.core import cgutils
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, val, "seq_cst")
+
+    return types.int64(arr, idx, val), codegen
 
 
 @njit(**_INLINE)
@@ -660,8 +677,10 @@ def _train_group(Xf, Yf, lr, models, slot, n_slots, steps, n_in, B, U, rpf, cpf,
 @njit(parallel=True, **_JIT)
 def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, colptr, coff, roff, widx, w, wbuf,
                   b, bbuf, bmask, momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps,
-                  fut, lr_key, Xs, box_lo, box_hi, next_check, wait):
+                  fut, lr_key, Xs, box_lo, box_hi, next_check, wait, queue, n_tasks):
     """Several epochs of every active model, a group of models per task (see :func:`_train_group`).
+
+    ``queue``: int64 ``(1,)``, zero: the next group's ticket; ``n_tasks``: one per thread.
 
     ``Xe (epochs, slots, steps, n_in, B)``, ``Ye (epochs, slots, steps, B)``: each epoch's batches per seed
     slot; ``lr (epochs, R)``. Group g trains models ``group_models[group_start[g]:group_start[g+1]]``
@@ -679,11 +698,21 @@ def _train_epochs(Xe, Ye, lr, group_start, group_models, group_slot, rowptr, col
     bmf = bmask.ravel()
     rpf = rowptr.ravel()
     cpf = colptr.ravel()
-    for g in prange(len(group_slot)):
-        _train_group(Xf, Yf, lr, group_models[group_start[g]:group_start[g + 1]], np.uint64(group_slot[g]),
-                     n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf, bf, bbf, bmf,
-                     momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps,
-                     fut, lr_key, Xs, box_lo, box_hi, next_check, wait)
+    # a work queue: numba's prange schedules statically (contiguous or round-robin blocks, whatever
+    # the chunk size, with the omp and workqueue layers), which balances the groups' costs as
+    # estimated up front but not the early exits that shrink them; so one task per thread, and
+    # each takes the next group from a shared atomic counter until none is left. Which thread
+    # trains a group changes nothing in its numbers.
+    n_groups = len(group_slot)
+    for _ in prange(n_tasks):
+        while True:
+            g = _fetch_add(queue, 0, 1)
+            if g >= n_groups:
+                break
+            _train_group(Xf, Yf, lr, group_models[group_start[g]:group_start[g + 1]], np.uint64(group_slot[g]),
+                         n_slots, steps, n_in, B, U, rpf, cpf, coff, roff, widx, w, wbuf, bf, bbf, bmf,
+                         momentum, weight_decay, active, epochs_run, exit_epoch, uoff, kappa, hull, eps,
+                         fut, lr_key, Xs, box_lo, box_hi, next_check, wait)
 
 
 @njit(parallel=True, cache=True)
@@ -1097,7 +1126,7 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
 
     old_threads, old_chunk = numba.get_num_threads(), numba.get_parallel_chunksize()
     numba.set_num_threads(n_threads)
-    numba.set_parallel_chunksize(1)  # dynamic scheduling: groups differ in cost
+    numba.set_parallel_chunksize(1)  # (the training kernel schedules its groups itself, see _train_epochs)
     done = 0
     try:
         for first in range(0, len(uniq_seeds), seeds_per_block):
@@ -1121,7 +1150,7 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
                               packed.coff, packed.roff, packed.widx, packed.w, wbuf, packed.b, bbuf, packed.bmask,
                               np.float32(momentum), np.float32(weight_decay), active, epochs_run, exit_epoch,
                               uoff, kappa, hull, _EXIT_EPS, fut, lr_index, screen, box_lo, box_hi, next_check,
-                              wait)
+                              wait, np.zeros(1, np.int64), n_threads)
                 done += len(es)
                 if bar is not None:
                     bar.update(len(es))

@@ -153,12 +153,17 @@ def _train_engine(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | Non
 
 
 def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None, threads: int | None,
-                engine_name: str = "numba", on_epochs=None) -> list[dict]:
+                engine_name: str | None = None, on_epochs=None) -> list[dict]:
     """Train one chunk with the numba engine and return its result rows.
+
+    ``engine_name``: the rows' ``engine`` column (default :func:`search.simd.engine_label`: the
+    numba engine and the vector width this process compiled it for).
 
     ``on_epochs(epochs_done, epochs_total)``: called every (up to 10) epochs; the engine then
     returns to Python between its kernel calls, so a stop signal is handled within one call.
     The rows do not depend on it."""
+    from .simd import engine_label
+    engine_name = engine_label() if engine_name is None else engine_name
     t0 = time.perf_counter()
     res, exit_on = _train_engine(chunk, data, grid, init, threads, on_epochs)
     per_run = (time.perf_counter() - t0) / len(chunk.configs)
