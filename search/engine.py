@@ -971,14 +971,54 @@ def _exit_setup(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, batch_s
         if labels is not None and np.count_nonzero(labels > 0.5) * 2 != len(labels):
             raise ValueError(f"early exit is exact only on class-balanced data; the {name} set is not")
     kappa = np.array([cone_kappa(lr, momentum, weight_decay) for lr in lrs], np.float32)
-    parts = [X] if X_heldout is None else [X, np.asarray(X_heldout, np.float32)]
-    scored = np.concatenate(parts)
-    idx = np.linspace(0, len(scored) - 1, _SCREEN_BLOCKS * batch_size).astype(np.int64)
-    screen = np.ascontiguousarray(scored[idx].reshape(_SCREEN_BLOCKS, batch_size, n_in).transpose(0, 2, 1).reshape(-1))
-    runs = [P[k:k + _IBP_BOX] for P in parts for k in range(0, len(P), _IBP_BOX)]
-    box_lo = np.stack([r.min(axis=0) for r in runs]).astype(np.float32)
-    box_hi = np.stack([r.max(axis=0) for r in runs]).astype(np.float32)
-    return kappa, _data_hull(scored), screen, box_lo, box_hi
+    return (kappa, *_exit_data(X, X_heldout, batch_size))
+
+
+_PERMS: dict = {}   # (seed, epoch, n) -> epoch_permutation, the last few hundred (chunks share seeds)
+
+
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """``cubist.train.epoch_permutation(seed, epoch, n)``, remembered: consecutive chunks of a search
+    train models of the same seeds, so the same data orders (the engine only reads them)."""
+    key = (int(seed), int(epoch), int(n))
+    perm = _PERMS.get(key)
+    if perm is None:
+        perm = epoch_permutation(*key)
+        if len(_PERMS) >= 128:   # at most 128 x n int64 (51 MB for the spiral)
+            _PERMS.pop(next(iter(_PERMS)))
+        _PERMS[key] = perm
+    return perm
+
+
+_EXIT_DATA: dict = {}   # digest of the points -> what _exit_data derives from them (the kernels only read it)
+
+
+def _exit_data(X, X_heldout, batch_size: int):
+    """The data's part of :func:`_exit_setup` (hull, screen, boxes), computed once per data set and
+    batch size in a process (a search trains chunk after chunk on one data set; a ConvexHull of
+    the spiral's 60,000 points costs more than training a small chunk for an epoch)."""
+    import hashlib
+    parts = [np.ascontiguousarray(X, np.float32)]
+    if X_heldout is not None:
+        parts.append(np.ascontiguousarray(X_heldout, np.float32))
+    h = hashlib.blake2b(digest_size=16)
+    for P in parts:
+        h.update(repr(P.shape).encode())
+        h.update(P.tobytes())
+    key = (h.hexdigest(), int(batch_size))
+    if key not in _EXIT_DATA:
+        n_in = parts[0].shape[1]
+        scored = np.concatenate(parts)
+        idx = np.linspace(0, len(scored) - 1, _SCREEN_BLOCKS * batch_size).astype(np.int64)
+        screen = np.ascontiguousarray(scored[idx].reshape(_SCREEN_BLOCKS, batch_size, n_in).transpose(0, 2, 1)
+                                      .reshape(-1))
+        runs = [P[k:k + _IBP_BOX] for P in parts for k in range(0, len(P), _IBP_BOX)]
+        box_lo = np.stack([r.min(axis=0) for r in runs]).astype(np.float32)
+        box_hi = np.stack([r.max(axis=0) for r in runs]).astype(np.float32)
+        if len(_EXIT_DATA) >= 8:
+            _EXIT_DATA.pop(next(iter(_EXIT_DATA)))
+        _EXIT_DATA[key] = (_data_hull(scored), screen, box_lo, box_hi)
+    return _EXIT_DATA[key]
 
 
 def _groups(seed_slot: np.ndarray, models: np.ndarray, cost: np.ndarray, group_size: int):
@@ -1140,7 +1180,7 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
                                   _MAX_DATA_BYTES // (per_epoch * len(block))))
             for e0 in range(0, epochs, per_call):
                 es = range(e0, min(e0 + per_call, epochs))
-                perms = np.stack([np.stack([epoch_permutation(uniq_seeds[s], e, n)[:steps * batch_size]
+                perms = np.stack([np.stack([_permutation(uniq_seeds[s], e, n)[:steps * batch_size]
                                             for s in block]) for e in es])
                 Xe = np.empty((len(es), len(block), steps, widths[0], batch_size), np.float32)
                 Ye = np.empty((len(es), len(block), steps, batch_size), np.float32)

@@ -168,11 +168,12 @@ def train_chunk(chunk: Chunk, data: Dataset, grid: Grid, init: FixedInit | None,
     res, exit_on = _train_engine(chunk, data, grid, init, threads, on_epochs)
     per_run = (time.perf_counter() - t0) / len(chunk.configs)
     rows = []
+    counts = mask_counts(chunk.masks)  # every model's at once (leading axis R)
     for r, config in enumerate(chunk.configs):
         masks = [m[r] for m in chunk.masks]
         weights = [(w[r], b[r]) for w, b in res.weights]
         metrics = dict(train_acc=float(res.train_acc[r]), final_loss=float(res.final_loss[r]),
-                       diverged=bool(res.diverged[r]), **mask_counts(masks))
+                       diverged=bool(res.diverged[r]), **{k: int(v[r]) for k, v in counts.items()})
         if res.heldout_acc is not None:
             metrics["heldout_acc"] = float(res.heldout_acc[r])
         extra = {"epochs_run": int(res.epochs_run[r]), "early_exit_epoch": int(res.exit_epoch[r]) or None,
