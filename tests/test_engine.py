@@ -360,3 +360,28 @@ def test_early_exit_needs_balanced_classes(subset):
     with pytest.raises(ValueError, match="balanced"):
         train_masks(X, y, (2, 2, 1), [np.ones((2, 2), bool), np.ones((1, 2), bool)], lrs=0.1, schedules="cosine",
                     seeds=0, epochs=1, early_exit=True)
+
+
+def test_the_early_exits_data_part_is_computed_once_per_data_set(subset, monkeypatch):
+    """``_exit_data`` is remembered by the points' bytes: the same data gives the same arrays
+    without recomputing, other data (or another batch size) its own, equal to a fresh computation."""
+    X, y = subset
+    monkeypatch.setattr(engine, "_EXIT_DATA", {})
+    calls = []
+    real = engine._data_hull
+    monkeypatch.setattr(engine, "_data_hull", lambda P: calls.append(len(P)) or real(P))
+    a = engine._exit_data(X, X[:64], 128)
+    assert engine._exit_data(X.copy(), X[:64].copy(), 128) is a and len(calls) == 1
+    b = engine._exit_data(X[1:], X[:64], 128)
+    c = engine._exit_data(X, X[:64], 64)
+    assert len(calls) == 3 and b is not a and c is not a
+    monkeypatch.setattr(engine, "_EXIT_DATA", {})
+    fresh = engine._exit_data(X[1:], X[:64], 128)
+    assert all(np.array_equal(u, v) for u, v in zip(b, fresh))
+
+
+def test_remembered_data_orders_are_the_data_orders():
+    from cubist.train import epoch_permutation
+    for seed, epoch in ((0, 0), (3, 7), (0, 0)):
+        assert np.array_equal(engine._permutation(seed, epoch, 1000), epoch_permutation(seed, epoch, 1000))
+    assert engine._permutation(5, 1, 1000) is engine._permutation(5, 1, 1000)
