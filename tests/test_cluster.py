@@ -25,7 +25,8 @@ GRID = ["--epochs", "2", "--lrs", "0.1", "--schedules", "cosine", "--seeds", "2"
 SEARCH = ["search", "masks", "--widths", "2,1,2", "--max-nnz", "9", *GRID, "--quiet"]
 PRUNE = ["prune", "--method", "gmp", "--widths", "3,3,3", "--nnz", "12", *GRID, "--device", "cpu", "--quiet"]
 # long enough that a chunk is on the worker killed: 44 runs in chunks of 2
-LONG = ["search", "masks", "--widths", "2,2,2", "--max-nnz", "10", "--epochs", "3", "--lrs", "0.1",
+# long enough (chunks of ~0.1 s) for the test to see a worker busy with a chunk and kill it there
+LONG = ["search", "masks", "--widths", "2,2,2", "--max-nnz", "10", "--epochs", "150", "--lrs", "0.1",
         "--schedules", "cosine", "--seeds", "2", "--chunk-size", "2", "--quiet"]
 COLUMNS = ("run_id", "train_acc", "heldout_acc", "final_loss", "diverged", "mask_bits", "weights", "init_seed")
 
