@@ -30,7 +30,6 @@ loky2_efficiency=... dask2_efficiency=... rows_identical=...``.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -121,7 +120,7 @@ def main(argv=None) -> None:
     print(f"slice: widths {','.join(map(str, args.widths))}, levels up to nnz {args.max_nnz}, lrs {args.lrs}, "
           f"schedules {args.schedules}, {args.seeds} seeds, {args.epochs} epochs, chunks of {args.chunk_size}")
     child_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
-    figures = {}
+    figures, stores = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):   # the configurations in turn, each repeat: the machine's speed drifts
             for name in args.configs:
@@ -134,13 +133,12 @@ def main(argv=None) -> None:
                 if p.returncode != 0:
                     sys.exit(f"{name} failed:\n{p.stderr[-3000:]}")
                 f = json.loads(p.stdout.strip().splitlines()[-1])
-                f["store"] = out
+                stores.append(out)
                 print(f"{name}: {f['runs']} runs in {f['wall_s']:.1f} s (warm-up {f['warmup_s']:.1f} s; load "
                       f"{f['load_before']:.2f} -> {f['load_after']:.2f})", flush=True)
                 if name not in figures or f["wall_s"] < figures[name]["wall_s"]:
                     figures[name] = f
-        rows = {os.path.basename(d): _rows(d) for d in sorted(glob.glob(os.path.join(tmp, "*-[0-9]*")))
-                if not d.endswith("-warmup")}
+        rows = {os.path.basename(d): _rows(d) for d in stores}
     print(f"the fastest of {args.repeats} of each configuration counts below")
     first = next(iter(rows.values()))
     identical = all(r == first for r in rows.values())

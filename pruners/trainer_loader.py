@@ -376,7 +376,8 @@ class LoaderTrainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 x, y = self._prepare(x), y.to(self.device, non_blocking=True)
-                fast = [l for l in self.layers if l.gradient_maskable]
+                fast = [l for l in self.layers if l.gradient_maskable]   # the others: product, zeroed after
+                slow = [l for l in self.layers if not l.gradient_maskable]
                 for l in fast:
                     l.mask_by_gradient(True)
                 try:
@@ -392,20 +393,16 @@ class LoaderTrainer:
                     if pen is not None:
                         total = total + pen.sum()
                 self.optimizer.zero_grad(set_to_none=True)
+                (total if self.scaler is None else self.scaler.scale(total)).backward()
+                for l in fast:
+                    l.mask_grad_()
                 if self.scaler is not None:
-                    self.scaler.scale(total).backward()
-                    for l in fast:
-                        l.mask_grad_()
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
                 else:
-                    total.backward()
-                    for l in fast:
-                        l.mask_grad_()
                     self.optimizer.step()
-                for l in self.layers:
-                    if l not in fast:
-                        l.zero_masked_()
+                for l in slow:
+                    l.zero_masked_()
                 self.step_counter += 1
                 call_step += 1
                 self.last_batch = (x.unsqueeze(0), y.unsqueeze(0))

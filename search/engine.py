@@ -36,6 +36,7 @@ per kernel call, so that threads meet rarely (which matters on a shared, oversub
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -974,20 +975,11 @@ def _exit_setup(lrs, momentum, weight_decay, X, y, X_heldout, y_heldout, batch_s
     return (kappa, *_exit_data(X, X_heldout, batch_size))
 
 
-_PERMS: dict = {}   # (seed, epoch, n) -> epoch_permutation, the last few hundred (chunks share seeds)
-
-
+@functools.lru_cache(maxsize=128)   # at most 128 x n int64 (51 MB for the spiral)
 def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     """``cubist.train.epoch_permutation(seed, epoch, n)``, remembered: consecutive chunks of a search
     train models of the same seeds, so the same data orders (the engine only reads them)."""
-    key = (int(seed), int(epoch), int(n))
-    perm = _PERMS.get(key)
-    if perm is None:
-        perm = epoch_permutation(*key)
-        if len(_PERMS) >= 128:   # at most 128 x n int64 (51 MB for the spiral)
-            _PERMS.pop(next(iter(_PERMS)))
-        _PERMS[key] = perm
-    return perm
+    return epoch_permutation(seed, epoch, n)
 
 
 _EXIT_DATA: dict = {}   # digest of the points -> what _exit_data derives from them (the kernels only read it)
@@ -1166,7 +1158,7 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
 
     old_threads, old_chunk = numba.get_num_threads(), numba.get_parallel_chunksize()
     numba.set_num_threads(n_threads)
-    numba.set_parallel_chunksize(1)  # (the training kernel schedules its groups itself, see _train_epochs)
+    numba.set_parallel_chunksize(1)  # for the evaluation and gathering loops (training: its own queue)
     done = 0
     try:
         for first in range(0, len(uniq_seeds), seeds_per_block):
@@ -1180,7 +1172,7 @@ def train_masks(X, y, widths, masks, *, lrs, schedules, seeds, epochs: int = 50,
                                   _MAX_DATA_BYTES // (per_epoch * len(block))))
             for e0 in range(0, epochs, per_call):
                 es = range(e0, min(e0 + per_call, epochs))
-                perms = np.stack([np.stack([_permutation(uniq_seeds[s], e, n)[:steps * batch_size]
+                perms = np.stack([np.stack([_permutation(int(uniq_seeds[s]), e, n)[:steps * batch_size]
                                             for s in block]) for e in es])
                 Xe = np.empty((len(es), len(block), steps, widths[0], batch_size), np.float32)
                 Ye = np.empty((len(es), len(block), steps, batch_size), np.float32)
