@@ -64,12 +64,10 @@ def run_one(name: str, args, out: str) -> dict:
     jobs = CONFIGS[name]
     with contextlib.ExitStack() as stack:
         if name.startswith("dask"):
-            import logging
-
             import distributed
-            cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR, env={"NUMBA_NUM_THREADS": "1"}))
+
+            from cubist.dispatch import local_dask_cluster
+            cluster = stack.enter_context(local_dask_cluster(jobs))
             client = stack.enter_context(distributed.Client(cluster))
             stack.enter_context(parallel_config(backend="dask", client=client))
         else:

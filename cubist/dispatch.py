@@ -136,4 +136,16 @@ def map_unordered(func, tasks, jobs: int):
             yield from par(batch)
 
 
-__all__ = ["on_cluster", "map_unordered", "stop_workers"]
+def local_dask_cluster(n_workers: int):
+    """A ``distributed.LocalCluster`` for one sweep: ``n_workers`` worker processes of one thread
+    and one numba thread each (each trains one chunk at a time; more numba threads per worker would
+    oversubscribe the cores; measured in ``bench/scale_out.py``), logs silenced, no dashboard."""
+    import logging
+
+    import distributed
+    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                    dashboard_address=None, silence_logs=logging.ERROR,
+                                    env={"NUMBA_NUM_THREADS": "1"})
+
+
+__all__ = ["on_cluster", "map_unordered", "stop_workers", "local_dask_cluster"]

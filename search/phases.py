@@ -9,7 +9,8 @@ Zhang & Papyan, "Sparsest Models Elude Pruning" (ICML 2024), §3 of ALGORITHMS.m
   mask for a fixed initialisation), trains each on the grid and reports the fewest weight
   nonzeros reaching the target. Sparsest-first by default: whole nnz levels are trained in
   increasing order and the search stops after the first level in which some mask reaches the
-  target; ``exhaustive`` trains every level, ``max_nnz`` every level up to a bound.
+  target; ``exhaustive`` trains every level, ``max_nnz`` every level up to a bound (without
+  adaptive rounds, every level's chunks then go out at once: no level waits for the one before).
 
 Inits. On the default ``init=None`` every run draws its own random init (the paper runs every
 configuration in its own unseeded process): the seed is :func:`cubist.model.run_init_seed` of
@@ -638,29 +639,60 @@ def search_masks(hidden, target: float = DEFAULT_TARGET, grid: Grid = Grid(), *,
         levels = [n for n in levels if n <= max_nnz]
     existing = _stored_accuracy(store)
     grid_points = list(itertools.product(grid.lrs, grid.schedules))
-    result_levels, all_rows, trained = {}, [], 0
+
+    def plan(masks_of, chosen, done_inits, inits, rnd, stored):
+        """The models of ``chosen`` masks for seed indices ``done_inits..inits-1`` (stored runs'
+        records go to ``stored``) and the plan (run id -> stored)."""
+        models, planned = [], {}
+        for key in chosen:
+            for (lr, sch), k in itertools.product(grid_points, range(done_inits, inits)):
+                cfg = _row_config("search_masks", widths, lr, sch, k, grid, data, init, symmetry, key)
+                if _plan(cfg, existing, stored, planned):
+                    models.append((masks_of[key], lr, sch, k, cfg, rnd))
+        return models, planned
+
+    def train(chunks, planned, desc):
+        bar = _progress(len(planned) - sum(planned.values()), desc, quiet)
+        with bar:
+            return run_chunks(chunks, store, data, grid, init=init, jobs=jobs, progress=bar, note=_note(quiet))
+
+    # Levels fixed up front (every level, or every one up to max_nnz, in one round): no level
+    # waits for the one before, so the workers never idle at a level's last chunks. Each level
+    # is cut into the same chunks as when trained alone.
+    fixed = len(rounds) == 1 and (exhaustive or max_nnz is not None) and len(levels) > 1
+    fixed_rows = {}
+    if fixed:
+        chunks, plans = [], {}
+        for nnz in levels:
+            masks_of = {mask_key(m): m for m in enumerate_masks(widths, symmetry=symmetry, nnz=nnz)}
+            fixed_rows[nnz] = []
+            models, plans[nnz] = plan(masks_of, list(masks_of), 0, rounds[0], 0, fixed_rows[nnz])
+            chunks += _chunked(models, widths, chunk_size)
+        every = {rid: done for p in plans.values() for rid, done in p.items()}
+        new = train(chunks, every, f"nnz {levels[0]}-{levels[-1]}")
+        level_of = {rid: nnz for nnz, p in plans.items() for rid in p}
+        for r in new:
+            fixed_rows[level_of[r["run_id"]]].append(_acc_record(r))
+        for nnz in levels:
+            fixed_rows[nnz] += _stored_meanwhile(store, plans[nnz], new, "search_masks")
+    result_levels, all_rows, trained = {}, [], (len(new) if fixed else 0)
     sparsest = rate_nnz = None
     for nnz in levels:
-        masks_of = {mask_key(m): m for m in enumerate_masks(widths, symmetry=symmetry, nnz=nnz)}
-        level_rows, chosen, done_inits = [], list(masks_of), 0
-        for rnd, inits in enumerate(rounds):
-            if rnd > 0:
-                rates = mask_rates(level_rows, target)
-                chosen = _ranked(chosen, rates)[:max(1, math.ceil(len(chosen) * adaptive.keep))]
-            models, planned = [], {}
-            for key in chosen:
-                for (lr, sch), k in itertools.product(grid_points, range(done_inits, inits)):
-                    cfg = _row_config("search_masks", widths, lr, sch, k, grid, data, init, symmetry, key)
-                    if _plan(cfg, existing, level_rows, planned):
-                        models.append((masks_of[key], lr, sch, k, cfg, rnd))
-            bar = _progress(len(planned) - sum(planned.values()),
-                            f"nnz {nnz}" + (f" round {rnd}" if len(rounds) > 1 else ""), quiet)
-            with bar:
-                new = run_chunks(list(_chunked(models, widths, chunk_size)), store, data, grid, init=init,
-                                 jobs=jobs, progress=bar, note=_note(quiet))
-            trained += len(new)
-            level_rows += [_acc_record(r) for r in new] + _stored_meanwhile(store, planned, new, "search_masks")
-            done_inits = inits
+        if fixed:
+            level_rows = fixed_rows[nnz]
+        else:
+            masks_of = {mask_key(m): m for m in enumerate_masks(widths, symmetry=symmetry, nnz=nnz)}
+            level_rows, chosen, done_inits = [], list(masks_of), 0
+            for rnd, inits in enumerate(rounds):
+                if rnd > 0:
+                    rates = mask_rates(level_rows, target)
+                    chosen = _ranked(chosen, rates)[:max(1, math.ceil(len(chosen) * adaptive.keep))]
+                models, planned = plan(masks_of, chosen, done_inits, inits, rnd, level_rows)
+                new = train(list(_chunked(models, widths, chunk_size)), planned,
+                            f"nnz {nnz}" + (f" round {rnd}" if len(rounds) > 1 else ""))
+                trained += len(new)
+                level_rows += [_acc_record(r) for r in new] + _stored_meanwhile(store, planned, new, "search_masks")
+                done_inits = inits
         all_rows += level_rows
         rates = mask_rates(level_rows, target)
         best = max(rates.values(), key=lambda r: (r.rate, r.best_successes, r.best_acc, r.key), default=None)

@@ -106,6 +106,18 @@ def test_search_on_dask_equals_loky(cluster, loky, tmp_path, capsys):
     _assert_same(_rows(loky / "search"), _rows(tmp_path / "s"), 6)
 
 
+def test_local_dask_cluster_equals_loky_with_single_threaded_workers(loky, tmp_path, capsys):
+    """--backend dask without --scheduler: a local cluster for the sweep, of single-threaded worker
+    processes with one numba thread each."""
+    from cubist.dispatch import local_dask_cluster
+    with local_dask_cluster(2) as lc, distributed.Client(lc) as client:
+        seen = client.run(lambda: os.environ.get("NUMBA_NUM_THREADS"))
+        assert list(seen.values()) == ["1", "1"] and set(client.nthreads().values()) == {1}
+    assert main([*SEARCH, "--jobs", "2", "--backend", "dask", "--out", str(tmp_path / "s")]) == 0
+    assert "trained 6 runs" in capsys.readouterr().out
+    _assert_same(_rows(loky / "search"), _rows(tmp_path / "s"), 6)
+
+
 def test_prune_on_dask_equals_loky(cluster, loky, tmp_path):
     _, sched_file, _ = cluster   # --scheduler also takes the scheduler's --scheduler-file
     out = tmp_path / "p"

@@ -89,6 +89,37 @@ def test_phase2_matches_exhaustive_loop(tiny, brute, tmp_path):
         assert (df["kind"] == "search_masks").all()
 
 
+def test_fixed_levels_go_out_at_once_and_match_the_exhaustive_loop(tiny, brute, tmp_path, monkeypatch):
+    """--exhaustive / --max-nnz in one round: every level's chunks go out in one dispatch (no level
+    waits for the one before), yet each level reports what the reference loop gives for it."""
+    pool = [b for b in brute if b[4]]
+    target = pick_target([b[2] for b in pool], len(tiny.X))
+    calls = []
+    real = phases.run_chunks
+
+    def recording(chunks, *a, **k):
+        chunks = list(chunks)
+        calls.append(sorted({int(sum(m.sum() for m in (layer[i] for layer in c.masks)))
+                             for c in chunks for i in range(len(c.configs))}))
+        return real(chunks, *a, **k)
+
+    monkeypatch.setattr(phases, "run_chunks", recording)
+    res = search_masks((2, 2), target, GRID, store=cubist.ResultStore(tmp_path / "x"), data=tiny, exhaustive=True,
+                       chunk_size=4, jobs=2, quiet=True, log=lambda *a: None)
+    levels = sorted({b[0] for b in pool})
+    assert calls == [levels]                      # one dispatch holding every level
+    for nnz in levels:
+        at = [b for b in pool if b[0] == nnz]
+        assert res.levels[nnz].runs == len(at)
+        assert res.levels[nnz].masks_reaching == sum(1 for b in at if b[2] >= target and not b[3])
+    reach = [b[0] for b in pool if b[2] >= target and not b[3]]
+    assert res.sparsest_nnz == min(reach) and res.trained == len(pool)
+    again = search_masks((2, 2), target, GRID, store=cubist.ResultStore(tmp_path / "x"), data=tiny,
+                         exhaustive=True, quiet=True, log=lambda *a: None)
+    assert again.trained == 0 and {n: s.masks_reaching for n, s in again.levels.items()} == \
+        {n: s.masks_reaching for n, s in res.levels.items()}
+
+
 def test_phase2_exhaustive_and_resume_after_kill(tiny, tmp_path, monkeypatch):
     store = cubist.ResultStore(tmp_path / "s")
     real = phases.train_chunk
@@ -416,9 +447,13 @@ def test_search_reads_back_the_runs_another_sweep_stored(tiny, tmp_path, monkeyp
     store = cubist.ResultStore(tmp_path / "b")
     real = phases.run_chunks
 
-    def another_sweep_first(chunks, store, *a, **k):   # the level's first run lands just before
+    def another_sweep_first(chunks, store, *a, **k):   # each level's first run lands just before
         ids = {cubist.run_id(c) for chunk in chunks for c in chunk.configs}
-        store.write([r for r in rows if r["run_id"] in ids][:1])
+        first = {}
+        for r in rows:
+            if r["run_id"] in ids:
+                first.setdefault(r["weight_nnz"], r)
+        store.write(list(first.values()))
         return real(chunks, store, *a, **k)
 
     monkeypatch.setattr(phases, "run_chunks", another_sweep_first)

@@ -181,15 +181,10 @@ def _dask(address, jobs):
         import distributed
     except ImportError:
         raise CubistError("--backend dask needs dask.distributed: pip install 'cubist-audit[dask]'") from None
-    import logging
     cluster = None
     if address is None:  # a local cluster of single-threaded worker processes, for this sweep only
-        n = jobs or os.cpu_count() or 1
-        # one numba thread per worker process: each trains one chunk on one thread (more would
-        # oversubscribe the cores; measured in bench/scale_out.py)
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR,
-                                           env={"NUMBA_NUM_THREADS": "1"})
+        from cubist.dispatch import local_dask_cluster
+        cluster = local_dask_cluster(jobs or os.cpu_count() or 1)
         client = distributed.Client(cluster, set_as_default=False)
     else:
         try:
