@@ -6,6 +6,11 @@
 #   bash results/regenerate.sh masks 3,3,3     phase 2, every orbit, adaptive seeds 1,3,10 (exhaustive)
 #   bash results/regenerate.sh uniform 3,3,3   phase 2, 10 inits for every mask and grid point, sparsest first,
 #                                              seeded with the adaptive store's runs (the same runs)
+#   bash results/regenerate.sh masks995 4,3,4  phase 2 at the 99.5% target (issue 12), sparsest first, adaptive
+#                                              seeds 1,3,10, on the reduced grid lr 0.05,0.1 x cosine (the
+#                                              schedule of 8 of the 11 pareto-minimal 99.5% architectures of
+#                                              phase 1); stops at the first level where some run reaches 99.5%
+#   bash results/regenerate.sh widths995       phase 1 read again at 99.5% (no training: the widths store)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -28,5 +33,12 @@ case "$1" in
       cp results/$(name "$2")/part-*.parquet "$out"/ 2>/dev/null || true
     fi
     cubist search masks --widths "$2" --seeds 10 --min-rate 0.1 $grid --out "$out" --quiet 2>&1 | tee "$out.txt" ;;
+  widths995)
+    cubist search widths --max-width 8 --seeds 10 --target 0.995 --lrs 0.05,0.1 --schedules cosine,step,constant \
+      --out results/search_widths --quiet 2>&1 | tee results/search_widths_995.txt ;;
+  masks995)
+    out=results/$(name "$2")_995
+    cubist search masks --widths "$2" --target 0.995 --adaptive-inits 1,3,10 --keep 0.25 \
+      --lrs 0.05,0.1 --schedules cosine --out "$out" --quiet 2>&1 | tee -a "$out.txt" ;;
   *) echo "unknown stage $1" >&2; exit 2 ;;
 esac
