@@ -220,7 +220,7 @@ def main(argv=None) -> None:
           f"{1e6 * np.mean(per_epoch) / steps:.0f} us per step, scaled to 50 epochs")
 
     simd_speedup = None
-    if label == "numba-avx512" and not args.no_simd_baseline:
+    if label.startswith("numba-avx512/") and not args.no_simd_baseline:
         import subprocess
         cmd = [sys.executable, __file__, "--engine-only", "--masks", str(args.masks), "--epochs", str(args.epochs),
                "--threads", str(cores), "--seed", str(args.seed), "--repeats", str(args.repeats)]

@@ -17,6 +17,13 @@ verdict may differ. Every result row records it in its ``engine`` column (:func:
 ``numba`` for the default tuning, ``numba-avx512`` for 512-bit vectors); a row is redrawn bit for
 bit at the same width. ``NUMBA_CPU_FEATURES``, when set, is numba's own switch and wins (the
 label then reads ``numba-features``).
+
+The CPU model matters too: LLVM's cost model for the host (how many accumulators a reduction
+interleaves, say) differs between models, so rows made on an Intel Xeon and an AMD EPYC agree to
+float32 rounding, not bit for bit (measured: final losses 1e-7 to 4e-6 apart). The label ends in
+the model numba compiles for (``NUMBA_CPU_NAME``, else the host's as LLVM names it), e.g.
+``numba/znver3`` or ``numba-avx512/emeraldrapids``: a row is redrawn bit for bit with the same
+label. Rows made before the model was recorded read ``numba`` or ``numba-avx512`` alone.
 """
 from __future__ import annotations
 
@@ -63,9 +70,20 @@ def configure() -> str:
     return _state["label"]
 
 
+def cpu_name() -> str:
+    """The CPU model numba compiles for: ``NUMBA_CPU_NAME`` when set, else the host's (LLVM's name)."""
+    import numba
+    if numba.config.CPU_NAME:
+        return str(numba.config.CPU_NAME)
+    import llvmlite.binding as ll
+    _host_features()   # initialises the native target
+    return ll.get_host_cpu_name()
+
+
 def engine_label() -> str:
-    """The ``engine`` column of the rows this process trains (see the module docstring)."""
-    return configure()
+    """The ``engine`` column of the rows this process trains: the width label of :func:`configure`
+    and the CPU model, ``"<width>/<cpu>"`` (see the module docstring)."""
+    return f"{configure()}/{cpu_name()}"
 
 
 def compiled_features() -> str:

@@ -40,8 +40,9 @@ def test_the_choice_sets_the_compiled_width_and_both_widths_train_alike():
         p = _run(TINY, CUBIST_SIMD=choice)
         assert p.returncode == 0, p.stderr
         out[choice] = json.loads(p.stdout.strip().splitlines()[-1])
-    assert out["256"]["label"] == "numba" and not out["256"]["off"]
-    assert out["auto"]["label"] == ("numba-avx512" if AVX512 else "numba")
+    cpu = simd.cpu_name()
+    assert out["256"]["label"] == f"numba/{cpu}" and not out["256"]["off"]
+    assert out["auto"]["label"] == ("numba-avx512" if AVX512 else "numba") + f"/{cpu}"
     assert out["auto"]["off"] == AVX512
     a, b = np.array(out["256"]["w"]), np.array(out["auto"]["w"])
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)  # the same training, up to float32 sum order
@@ -59,7 +60,9 @@ def test_this_process_records_its_width_in_every_row(tmp_path):
     engines = set(store.load()["engine"])
     assert engines == {simd.engine_label()}
     assert simd.engine_label() == ("numba-avx512" if "-prefer-256-bit" in simd.compiled_features().split(",")
-                                   else "numba")
+                                   else "numba") + "/" + simd.cpu_name()
+    import llvmlite.binding as ll
+    assert simd.cpu_name() == ll.get_host_cpu_name() and "/" not in simd.cpu_name()
 
 
 @pytest.mark.parametrize("value, words", [("bogus", "CUBIST_SIMD must be one of auto, 256, 512, got 'bogus'")]
@@ -76,4 +79,10 @@ def test_numbas_own_switch_wins():
     p = _run("import search.simd as s; print(s.engine_label())", CUBIST_SIMD="256",
              NUMBA_CPU_FEATURES=simd._host_features())
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "numba-features"
+    assert p.stdout.strip() == f"numba-features/{simd.cpu_name()}"
+
+
+def test_the_label_names_the_cpu_numba_compiles_for():
+    p = _run("import search.simd as s; print(s.engine_label())", CUBIST_SIMD="256", NUMBA_CPU_NAME="generic")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "numba/generic"
