@@ -671,10 +671,9 @@ def search_masks(hidden, target: float = DEFAULT_TARGET, grid: Grid = Grid(), *,
         every = {rid: done for p in plans.values() for rid, done in p.items()}
         new = train(chunks, every, f"nnz {levels[0]}-{levels[-1]}")
         level_of = {rid: nnz for nnz, p in plans.items() for rid in p}
-        for r in new:
-            fixed_rows[level_of[r["run_id"]]].append(_acc_record(r))
-        for nnz in levels:
-            fixed_rows[nnz] += _stored_meanwhile(store, plans[nnz], new, "search_masks")
+        # one read of the store for every level's runs another sweep stored meanwhile
+        for r in [_acc_record(r) for r in new] + _stored_meanwhile(store, every, new, "search_masks"):
+            fixed_rows[level_of[r["run_id"]]].append(r)
     result_levels, all_rows, trained = {}, [], (len(new) if fixed else 0)
     sparsest = rate_nnz = None
     for nnz in levels:

@@ -83,7 +83,9 @@ def cpu_name() -> str:
 def engine_label() -> str:
     """The ``engine`` column of the rows this process trains: the width label of :func:`configure`
     and the CPU model, ``"<width>/<cpu>"`` (see the module docstring)."""
-    return f"{configure()}/{cpu_name()}"
+    if "engine" not in _state:   # asked for every chunk: the host's CPU queried once
+        _state["engine"] = f"{configure()}/{cpu_name()}"
+    return _state["engine"]
 
 
 def compiled_features() -> str:
