@@ -139,13 +139,25 @@ def map_unordered(func, tasks, jobs: int):
 def local_dask_cluster(n_workers: int):
     """A ``distributed.LocalCluster`` for one sweep: ``n_workers`` worker processes of one thread
     and one numba thread each (each trains one chunk at a time; more numba threads per worker would
-    oversubscribe the cores; measured in ``bench/scale_out.py``), logs silenced, no dashboard."""
+    oversubscribe the cores; measured in ``bench/scale_out.py``), logs silenced, no dashboard.
+
+    The workers start without dask's default ``MALLOC_TRIM_THRESHOLD_=65536``
+    (``distributed.nanny.pre-spawn-environ``): setting it turns off glibc's adaptive mmap
+    threshold, so every array of 128 KiB or more the engine allocates is a fresh ``mmap`` (page
+    faults on first touch) and every free an ``munmap``; chunks trained measurably slower with it
+    (``bench/scale_out.py``). Workers of a cluster of your own: see the README's cluster section.
+    """
     import logging
 
+    import dask
     import distributed
-    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=None, silence_logs=logging.ERROR,
-                                    env={"NUMBA_NUM_THREADS": "1"})
+    with dask.config.set({f"{NANNY_ENV}.MALLOC_TRIM_THRESHOLD_": None}):   # None: not set (dask's rule)
+        return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=logging.ERROR,
+                                        env={"NUMBA_NUM_THREADS": "1"})
+
+
+NANNY_ENV = "distributed.nanny.pre-spawn-environ"
 
 
 __all__ = ["on_cluster", "map_unordered", "stop_workers", "local_dask_cluster"]

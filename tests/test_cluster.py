@@ -7,17 +7,21 @@ killed while a sweep runs: the sweep still ends with every run stored once. Ray 
 Ray instance when Ray is installed (the ``ray`` extra), and skips saying so when it is not.
 """
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 import cubist
 from cubist.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 distributed = pytest.importorskip("distributed", reason="the dask extra (dask[distributed]) is not installed")
 
@@ -108,14 +112,33 @@ def test_search_on_dask_equals_loky(cluster, loky, tmp_path, capsys):
 
 def test_local_dask_cluster_equals_loky_with_single_threaded_workers(loky, tmp_path, capsys):
     """--backend dask without --scheduler: a local cluster for the sweep, of single-threaded worker
-    processes with one numba thread each."""
-    from cubist.dispatch import local_dask_cluster
+    processes with one numba thread each, without dask's MALLOC_TRIM_THRESHOLD_ (its other
+    pre-spawn variables kept); dask's own config is left as it was."""
+    import dask
+
+    from cubist.dispatch import NANNY_ENV, local_dask_cluster
+    before = dict(dask.config.get(NANNY_ENV))
+    assert "MALLOC_TRIM_THRESHOLD_" in before   # dask's default: what the cluster leaves out
     with local_dask_cluster(2) as lc, distributed.Client(lc) as client:
-        seen = client.run(lambda: os.environ.get("NUMBA_NUM_THREADS"))
-        assert list(seen.values()) == ["1", "1"] and set(client.nthreads().values()) == {1}
+        seen = client.run(lambda: tuple(os.environ.get(k) for k in
+                                        ("NUMBA_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")))
+        assert list(seen.values()) == [("1", None, "1")] * 2 and set(client.nthreads().values()) == {1}
+    assert dask.config.get(NANNY_ENV) == before
     assert main([*SEARCH, "--jobs", "2", "--backend", "dask", "--out", str(tmp_path / "s")]) == 0
     assert "trained 6 runs" in capsys.readouterr().out
     _assert_same(_rows(loky / "search"), _rows(tmp_path / "s"), 6)
+
+
+def test_readme_worker_variables_unset_dasks_malloc_trim():
+    """The README's worker-host line: dask's nannies then start workers without
+    MALLOC_TRIM_THRESHOLD_ and keep their other pre-spawn variables."""
+    line = next(l for l in README.read_text().splitlines() if l.startswith("export NUMBA_NUM_THREADS=1 DASK_"))
+    env = dict(os.environ)
+    env.update(kv.split("=", 1) for kv in shlex.split(line)[1:])
+    code = ("from distributed.nanny import _get_env_variables as g; "
+            "print(sorted(g('distributed.nanny.pre-spawn-environ')))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "MALLOC_TRIM_THRESHOLD_" not in out and "OMP_NUM_THREADS" in out and env["NUMBA_NUM_THREADS"] == "1"
 
 
 def test_prune_on_dask_equals_loky(cluster, loky, tmp_path):
