@@ -26,6 +26,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from variants import VARIANTS  # noqa: E402
 
 WIDTHS = (3, 4, 5, 6, 7, 8, 16, 32, 64, 128, 256)
 BUDGETS = (*range(15, 27), 30, 33, 37, 40, 44, 50, 53, 55, 57, 60, 65)
@@ -36,17 +39,9 @@ GRID_SOURCE_WIDTH = 32     # the width whose best grid point the reduced grid ta
 TARGET = 0.95
 GRID_FILE = "reduced_grid.json"
 
-# variant -> cubist prune method flags (as results/run_reference.sh; iterative methods: 5 rounds)
-METHODS = {
-    "gmp": "--method gmp", "snip": "--method snip", "grasp": "--method grasp", "synflow": "--method synflow",
-    **{f"random-{s}": f"--method random --scope layer --density-scheme {s}"
-       for s in ("uniform", "er", "erk", "balanced", "pyramidal")},
-    "pilot": "--method pilot", "spred": "--method spred", "str": "--method str", "dwf": "--method dwf",
-    "rigl": "--method rigl", "force": "--method force", "itersnip": "--method itersnip", "prospr": "--method prospr",
-    "imp": "--method imp --cycles 5", "imp-wr": "--method imp --rewind step --rewind-step 390 --cycles 5",
-    "lrr": "--method lrr --cycles 5", "imp+pilot": "--method imp+pilot --cycles 5",
-    "lrr+pilot": "--method lrr+pilot --cycles 5",
-}
+# variant -> cubist prune method flags: results/variants.py (every variant, the 18 reference ones and
+# RigL, FORCE, Iter-SNIP, ProsPr; iterative methods 5 rounds)
+METHODS = VARIANTS
 
 
 def widths_of(width: int) -> tuple:

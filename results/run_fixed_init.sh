@@ -70,20 +70,13 @@ SCHEDULES=${SCHEDULES:-cosine,step,constant}
 NNZ=${NNZ:-15,16,17,18,19,20,21,22,23,24,25,26}   # the paper's fixed-init budgets at 95%
 MAX_NNZ=${MAX_NNZ:-}                        # phase 2: only levels up to this total weight nnz (slices)
 STAGES=${STAGES:-init widths masks prune}
-ALL_METHODS=(gmp snip grasp synflow random-uniform random-er random-erk random-balanced random-pyramidal
-             pilot spred str dwf imp imp-wr lrr imp+pilot lrr+pilot)
+read -ra ALL_METHODS <<< "$(python results/variants.py list reference)"   # results/variants.py
 if [ -n "${METHODS:-}" ]; then read -ra METHODS <<< "$METHODS"; else METHODS=("${ALL_METHODS[@]}"); fi
 read -ra stages <<< "$STAGES"
 want() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 
-flags_for() {  # method name -> cubist prune flags (as results/run_reference.sh)
-  case "$1" in
-    random-*) echo "--method random --scope layer --density-scheme ${1#random-}" ;;
-    imp-wr) echo "--method imp --rewind step --rewind-step 390 --cycles 5" ;;
-    imp|lrr|imp+pilot|lrr+pilot) echo "--method $1 --cycles 5" ;;
-    *) echo "--method $1" ;;
-  esac
-}
+flags_for() { python results/variants.py flags "$1"; }   # method variant -> cubist prune flags
+for m in "${METHODS[@]}"; do flags_for "$m" > /dev/null; done   # an unknown variant stops here, before any work
 
 mkdir -p "$OUT"
 INIT="$OUT/init_${INIT_WIDTHS//,/}.pt"

@@ -54,8 +54,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-results/overparam}
 JOBS=${JOBS:-2}
 SEEDS=${SEEDS:-3}
-ALL_METHODS=(gmp snip grasp synflow random-uniform random-er random-erk random-balanced random-pyramidal
-             pilot spred str dwf rigl force itersnip prospr imp imp-wr lrr imp+pilot lrr+pilot)
+read -ra ALL_METHODS <<< "$(python results/variants.py list all)"   # results/variants.py
 if [ -n "${METHODS:-}" ]; then read -ra METHODS <<< "$METHODS"; else METHODS=("${ALL_METHODS[@]}"); fi
 widths=("$@")
 [ ${#widths[@]} -gt 0 ] || widths=(3 4 5 6 7 8 16 32 64 128 256)

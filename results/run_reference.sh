@@ -14,20 +14,13 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-results/prune}
 JOBS=${JOBS:-2}
 SEEDS=${SEEDS:-3}
-ALL_METHODS=(gmp snip grasp synflow random-uniform random-er random-erk random-balanced random-pyramidal
-             pilot spred str dwf imp imp-wr lrr imp+pilot lrr+pilot)
+read -ra ALL_METHODS <<< "$(python results/variants.py list reference)"   # results/variants.py
 if [ -n "${METHODS:-}" ]; then read -ra METHODS <<< "$METHODS"; else METHODS=("${ALL_METHODS[@]}"); fi
 widths=("$@")
 [ ${#widths[@]} -gt 0 ] || widths=(3 323 16 8)
 
-flags_for() {  # method name -> cubist prune flags
-  case "$1" in
-    random-*) echo "--method random --scope layer --density-scheme ${1#random-}" ;;
-    imp-wr) echo "--method imp --rewind step --rewind-step 390 --cycles 5" ;;
-    imp|lrr|imp+pilot|lrr+pilot) echo "--method $1 --cycles 5" ;;
-    *) echo "--method $1" ;;
-  esac
-}
+flags_for() { python results/variants.py flags "$1"; }   # method variant -> cubist prune flags
+for m in "${METHODS[@]}"; do flags_for "$m" > /dev/null; done   # an unknown variant stops here, before any work
 
 grid="--lrs 0.05,0.1,0.2 --schedules cosine,step,constant"   # the paper's pruning grid
 for w in "${widths[@]}"; do

@@ -1,0 +1,47 @@
+"""results/variants.py: the one table of method variants the sweep scripts share."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cubist.cli import build_parser
+from cubist.cli.prune import sweep_config_from_args
+from cubist.report.tables import method_label
+from cubist.store import ResultStore, canonical_json
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("variants", ROOT / "results" / "variants.py")
+variants = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(variants)
+
+
+@pytest.mark.parametrize("variant", list(variants.VARIANTS))
+def test_each_variant_parses_and_is_reported_under_its_own_name(variant):
+    argv = ["prune", *variants.flags(variant).split(), "--widths", "3,3,3", "--nnz", "20", "--out", "x"]
+    cfg = sweep_config_from_args(build_parser(argv).parse_args(argv))
+    assert method_label(cfg.method, canonical_json(cfg.method_params)) == variant
+    iterative = cfg.method in ("imp", "lrr", "imp+pilot", "lrr+pilot")
+    assert (cfg.method_params.get("cycles") == 5) == iterative
+
+
+def test_reference_variants_are_those_of_the_committed_sweeps():
+    df = ResultStore(ROOT / "results" / "prune").load(["method", "params"])
+    stored = {method_label(m, p) for m, p in zip(df["method"], df["params"])}
+    assert stored == set(variants.REFERENCE) and len(variants.REFERENCE) == 18
+    assert set(variants.VARIANTS) == set(variants.REFERENCE) | set(variants.ADDED)
+
+
+def test_scripts_read_the_table():
+    for script in ("run_reference.sh", "run_fixed_init.sh", "run_overparam.sh"):
+        text = (ROOT / "results" / script).read_text()
+        assert "results/variants.py list" in text and "--density-scheme" not in text, script
+    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "results" / "variants.py"), *a],  # noqa: E731
+                                    capture_output=True, text=True)
+    assert run("list", "reference").stdout.split() == list(variants.REFERENCE)
+    assert run("flags", "imp-wr").stdout.strip() == "--method imp --rewind step --rewind-step 390 --cycles 5"
+    bad = run("flags", "bogus")
+    assert bad.returncode != 0 and "unknown variant 'bogus'" in bad.stderr
