@@ -70,6 +70,7 @@ SCHEDULES=${SCHEDULES:-cosine,step,constant}
 NNZ=${NNZ:-15,16,17,18,19,20,21,22,23,24,25,26}   # the paper's fixed-init budgets at 95%
 MAX_NNZ=${MAX_NNZ:-}                        # phase 2: only levels up to this total weight nnz (slices)
 STAGES=${STAGES:-init widths masks prune}
+CHECK=${CHECK:-exact}                       # best-init: exact on the CPU model of SOURCE (an Intel Xeon), else close
 read -ra ALL_METHODS <<< "$(python results/variants.py list reference)"   # results/variants.py
 if [ -n "${METHODS:-}" ]; then read -ra METHODS <<< "$METHODS"; else METHODS=("${ALL_METHODS[@]}"); fi
 read -ra stages <<< "$STAGES"
@@ -87,7 +88,7 @@ if want init; then
   if [ -f "$INIT" ]; then
     echo "$INIT exists"
   else
-    cubist search best-init --store "$SOURCE" --widths "$INIT_WIDTHS" --target "$TARGET" --out "$INIT"
+    cubist search best-init --store "$SOURCE" --widths "$INIT_WIDTHS" --target "$TARGET" --check "$CHECK" --out "$INIT"
   fi
 fi
 

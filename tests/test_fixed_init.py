@@ -101,6 +101,44 @@ def test_best_init_checkpoint_reproduces_the_row(tmp_path, capsys):
     assert again["weights"] == rows.set_index("run_id").loc[best["run_id"], "weights"]
 
 
+@pytest.mark.parametrize("factor,acc_shift,w_factor,exact_ok,close_ok", [
+    (1.0, 0.0, 1.0, True, True),             # the row itself
+    (1 + 1e-6, 0.0, 1.0, False, True),       # last bits apart, as the same run on another CPU model
+    (1 + 1e-3, 0.01, 1.003, False, True),    # and one point of accuracy, weights 0.3% apart
+    (1.1, 0.0, 1.0, False, False),           # a loss 10% apart: another run
+    (1.0, 0.05, 1.0, False, False),          # five points of accuracy apart
+    (1.0, 0.0, 1.1, False, False),           # weights 10% apart
+])
+def test_best_init_check_exact_and_close(tmp_path, capsys, factor, acc_shift, w_factor, exact_ok, close_ok):
+    """--check exact requires the row bit for bit, --check close within CLOSE_ACC and CLOSE_LOSS;
+    the stored row is altered by hand to stand for a row made on another CPU model (or not the
+    run's row at all); --no-check saves without retraining."""
+    grid = Grid(lrs=(0.1,), schedules=("cosine",), seeds=1, epochs=1)
+    src = ResultStore(str(tmp_path / "S"))
+    search_widths(0.99, grid, store=src, data=Dataset.spiral(), min_width=3, max_width=3, **QUIET)
+    rows = src.table().to_pylist()
+    for r in rows:
+        r["final_loss"] *= factor
+        r["weights"] = (np.frombuffer(r["weights"], dtype=np.float32) * np.float32(w_factor)).tobytes()
+        r["train_acc"] = r["train_acc"] - acc_shift if r["train_acc"] >= 0.5 else r["train_acc"] + acc_shift
+    altered = ResultStore(str(tmp_path / "A"))
+    altered.write(rows)
+    base = ["search", "best-init", "--store", altered.path, "--widths", "3,3,3"]
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "e.pt")]) == (0 if exact_ok else 1)
+    out, err = capsys.readouterr()
+    assert ("identical row" in out) if exact_ok else ("not saved" in err and not (tmp_path / "e.pt").exists())
+    assert main([*base, "--check", "close", "--out", str(tmp_path / "c.pt")]) == (0 if close_ok else 1)
+    out, err = capsys.readouterr()
+    if close_ok:
+        assert "retrained from the checkpoint: close" in out or "identical" in out
+        assert FixedInit.load(str(tmp_path / "c.pt")).source["check"] == "close"
+    else:
+        assert "apart" in err and "not saved" in err and not (tmp_path / "c.pt").exists()
+    assert main([*base, "--no-check", "--out", str(tmp_path / "n.pt")]) == 0
+    assert FixedInit.load(str(tmp_path / "n.pt")).source["check"] == "off"
+
+
 # -- pruners from a checkpoint -----------------------------------------------------------------
 def _cfg(ckpt, **kw):
     base = dict(method="gmp", widths=W3, nnz=(15,), lrs=(0.1,), schedules=("cosine",), seeds=2, epochs=1,

@@ -94,8 +94,11 @@ def add_parser(sub):
     b.add_argument("--target", type=accuracy, default=None, metavar="ACC",
                    help="require the best run to reach this train accuracy (default: any)")
     b.add_argument("--out", required=True, metavar="FILE", help="the checkpoint to write")
-    b.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                   help="retrain the run from the checkpoint first and require the stored row (default on)")
+    b.add_argument("--check", nargs="?", const="exact", default="exact", choices=phases.CHECKS,
+                   help="retrain the run from the checkpoint first and require the stored row: 'exact' bit for "
+                        "bit (the default; rows are bit for bit only on the CPU model that made them), 'close' "
+                        "within tolerances (the same run retrained on another CPU model), 'off'")
+    b.add_argument("--no-check", dest="check", action="store_const", const="off", help="as --check off")
     b.set_defaults(func=_run_best_init)
 
     i = ss.add_parser("init", help="save a width-16 initialisation for --init-checkpoint")
