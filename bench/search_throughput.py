@@ -198,8 +198,9 @@ def main(argv=None) -> None:
         return
     same = all(np.array_equal(getattr(runs[0], f), getattr(r, f)) for r in runs[1:]
                for f in ("train_acc", "heldout_acc", "diverged"))
-    print(f"early exit on and off ({len(runs)} trainings of the {R} runs): identical train/held-out accuracy and "
-          f"divergence for all: {same}; the best of {args.repeats} of each counts below")
+    print(f"early exit on and off ({len(runs)} engine calls, each training all {R} runs): identical train/held-out "
+          f"accuracy and divergence for every run in every call: {same}; the best of {args.repeats} of each "
+          "counts below")
     wall, cpu, res = timed[True]
     early_exit_speedup = timed[False][0] / wall
     scale = args.epochs / 50
