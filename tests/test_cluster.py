@@ -116,14 +116,21 @@ def test_local_dask_cluster_equals_loky_with_single_threaded_workers(loky, tmp_p
     pre-spawn variables kept); dask's own config is left as it was."""
     import dask
 
-    from cubist.dispatch import NANNY_ENV, local_dask_cluster
+    from cubist.dispatch import LOCAL_CLUSTER_CONFIG, NANNY_ENV, local_dask_cluster
     before = dict(dask.config.get(NANNY_ENV))
     assert "MALLOC_TRIM_THRESHOLD_" in before   # dask's default: what the cluster leaves out
+    settings = [k for k in LOCAL_CLUSTER_CONFIG if not k.startswith(NANNY_ENV)]
+    defaults = {k: dask.config.get(k) for k in settings}
     with local_dask_cluster(2) as lc, distributed.Client(lc) as client:
         seen = client.run(lambda: tuple(os.environ.get(k) for k in
                                         ("NUMBA_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")))
         assert list(seen.values()) == [("1", None, "1")] * 2 and set(client.nthreads().values()) == {1}
-    assert dask.config.get(NANNY_ENV) == before
+        worker_cfg = client.run(lambda: {k: dask.config.get(k) for k in settings})
+        assert list(worker_cfg.values()) == [{k: LOCAL_CLUSTER_CONFIG[k] for k in settings}] * 2
+        assert [n.memory_manager.memory_monitor_interval for n in lc.workers.values()] == [1.0, 1.0]   # nannies
+        assert not client.run_on_scheduler(lambda dask_scheduler: "stealing" in dask_scheduler.extensions)
+        assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval) == 1.0
+    assert dask.config.get(NANNY_ENV) == before and {k: dask.config.get(k) for k in settings} == defaults
     assert main([*SEARCH, "--jobs", "2", "--backend", "dask", "--out", str(tmp_path / "s")]) == 0
     assert "trained 6 runs" in capsys.readouterr().out
     _assert_same(_rows(loky / "search"), _rows(tmp_path / "s"), 6)
