@@ -877,10 +877,9 @@ def best_init(store: ResultStore | str, hidden, out: str, *, target: float | Non
     :data:`CLOSE_WEIGHTS` (relative): the best (3,3,3) run of ``results/search_widths`` (made on
     an Intel Xeon) retrained on an AMD EPYC came back 3.7e-4 apart in loss and 0.0026 in weights,
     where the other (3,3,3) runs' final weights are 1.0 to 1.2 apart from its own (other inits).
-    ``"off"`` or False: no retraining;
-    the checkpoint's source records the mode. ``target``: require that the run reached
-    it. The checkpoint's ``source`` records the store, run id, init seed, grid point and accuracy
-    of the run, and the run id of the reproduction. Written atomically."""
+    ``"off"`` or False: no retraining. ``target``: require that the run reached it. The
+    checkpoint's ``source`` records the store, run id, init seed, grid point and accuracy of the
+    run, the check's mode and the run id of the reproduction. Written atomically."""
     import dataclasses
     import os
 
