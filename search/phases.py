@@ -900,10 +900,10 @@ def best_init(store: ResultStore | str, hidden, out: str, *, target: float | Non
     mode = {True: "exact", False: "off"}.get(check, check)
     if mode not in CHECKS:
         raise ValueError(f"check must be one of {', '.join(CHECKS)}, got {check!r}")
-    check = mode != "off"
+    retrain = mode != "off"
     run = SearchRun.from_row(row)
-    data = run.data.build() if check else None
-    if check and data.id != row["dataset_id"]:
+    data = run.data.build() if retrain else None
+    if retrain and data.id != row["dataset_id"]:
         raise ValueError(f"run {row['run_id']} was trained on data set {row['dataset_id']}, which its configuration "
                          f"does not rebuild (it gives {data.id})")
     config = json.loads(row["config"])
@@ -912,7 +912,7 @@ def best_init(store: ResultStore | str, hidden, out: str, *, target: float | Non
     weights = [(w.numpy(), b.numpy()) for w, b in model.init_weights(wide, init_width, int(row["init_seed"]))]
     init = FixedInit(weights, init_id(weights))
     reproduced, verdict = None, ""
-    if check:
+    if retrain:
         reproduced = dataclasses.replace(run, init_id=init.id).train(data, init)
         verdict = _check_reproduction(row, reproduced, mode)
     source = {"store": path, "run_id": row["run_id"], "init_seed": int(row["init_seed"]), "kind": row["kind"],
@@ -924,7 +924,7 @@ def best_init(store: ResultStore | str, hidden, out: str, *, target: float | Non
     save_checkpoint(out, weights, widths=wide, seed=int(row["init_seed"]), source=source)
     log(f"best phase-1 run of widths {name} in {path}: {row['run_id']} (train accuracy {row['train_acc']:.4f}, "
         f"lr {run.lr:g} {run.schedule}, seed index {run.seed}, init seed {row['init_seed']})"
-        + (f"; retrained from the checkpoint: {verdict}" if check else ""))
+        + (f"; retrained from the checkpoint: {verdict}" if retrain else ""))
     log(f"wrote {out} (init checkpoint {init.id}, widths {','.join(map(str, wide))})")
     return BestInit(row, init, out, reproduced)
 
