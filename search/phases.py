@@ -364,7 +364,9 @@ def search_init_seed(widths, key: str, lr: float, schedule: str, k: int) -> int:
     return run_init_seed("spiral-mlp", [int(w) for w in widths], key, float(lr), schedule, int(k))
 
 
-SEARCH_METHODS = {"search_masks": "mask", "search_widths": "dense"}   # kind -> the rows' method
+SEARCH_METHODS = {"search_masks": "mask", "search_widths": "dense", "search_retrain": "retrain"}  # kind -> method
+RETRAIN_KIND = "search_retrain"   # a mask of some other run (a pruner's) trained from init: not part of the search
+MASK_KINDS = ("search_masks", RETRAIN_KIND)   # the kinds whose rows name their mask in params
 
 
 @dataclass(frozen=True)
@@ -404,7 +406,7 @@ class SearchRun:
     def to_row(self, dataset_id: str) -> dict:
         """The row's configuration (``dataset_id``: the id of the data set it is trained on)."""
         random = self.init_id is None
-        params = {"mask": self.mask, "symmetry": self.symmetry} if self.kind == "search_masks" else {}
+        params = {"mask": self.mask, "symmetry": self.symmetry} if self.kind in MASK_KINDS else {}
         config = dict(kind=self.kind, method=SEARCH_METHODS[self.kind], widths=list(self.widths),
                       init_width=INIT_WIDTH if random else None,
                       init=RANDOM_INIT if random else f"checkpoint:{self.init_id}", init_seed=self.init_seed,
@@ -426,7 +428,7 @@ class SearchRun:
             raise ValueError(f"row {row['run_id']} is a {kind!r} row, not a search row")
         widths = tuple(int(w) for w in config["widths"])
         params = config.get("params") or {}
-        if kind == "search_masks":
+        if kind in MASK_KINDS:
             key = params["mask"]
         else:
             key = mask_key([np.ones((widths[l + 1], widths[l]), bool) for l in range(len(widths) - 1)])
@@ -973,7 +975,7 @@ def _check_reproduction(row: dict, again: dict, mode: str) -> str:
 # -- a mask alone, trained from the initialisation ---------------------------------------------
 def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | None = None,
                       init_width: int | None = INIT_WIDTH, threads: int | None = None,
-                      init: FixedInit | None = None):
+                      init: FixedInit | None = None, store: ResultStore | None = None):
     """Train one mask from fresh inits on every grid point, exactly as the search trains masks.
 
     The question it answers about a pruned network: is its *mask* enough to reach the target, or
@@ -984,15 +986,39 @@ def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | Non
     run: ``lr``, ``schedule``, ``seed``, ``init_seed``, ``train_acc``, ``heldout_acc``,
     ``final_loss``, ``diverged``. ``init``: every run from that fixed init instead (the
     fixed-init search's rule; ``init_seed`` is then None and the seed index gives the data order).
+
+    ``store``: also keep the runs, as rows of kind ``search_retrain`` (method ``retrain``; the
+    mask itself, ``symmetry`` ``labelled``, in ``params``): the search's configuration but another
+    kind, so no search table counts them as searched, while the audit's mask-or-weights column
+    reads them beside the search's rows of the same mask. Runs already stored are not trained
+    again (their stored values are returned), and the rows are those the search would store for
+    the same mask and grid point, apart from kind and run id.
     """
     import pandas as pd
 
     from .engine import train_masks
     data = data or Dataset.spiral()
+    widths = tuple(int(w) for w in widths)
     masks = [np.asarray(m) != 0 for m in masks]
     key = mask_key(masks)
     points = grid.points()
     init_seeds = [search_init_seed(widths, key, lr, sch, k) if init is None else None for lr, sch, k in points]
+    cols = ["lr", "schedule", "seed", "init_seed", "train_acc", "heldout_acc", "final_loss", "diverged"]
+    if store is not None:
+        configs = [_row_config(RETRAIN_KIND, widths, lr, sch, k, grid, data, init, "labelled", key)
+                   for lr, sch, k in points]
+        chunk = Chunk(widths, [np.broadcast_to(m, (len(points),) + m.shape).copy() for m in masks],
+                      np.array([p[0] for p in points], dtype=np.float64), [p[1] for p in points],
+                      np.array([p[2] for p in points], dtype=np.int64), configs)
+        run_chunks([chunk], store, data, grid, init=init)
+        ids = [run_id(c) for c in configs]
+        got = store.load(cols).set_index("run_id")
+        missing = [i for i in ids if i not in got.index]
+        if missing:
+            raise RuntimeError(f"{len(missing)} retrain runs were neither trained nor stored (e.g. {missing[0]})")
+        out = got.loc[ids, cols].reset_index(drop=True)
+        out["init_seed"] = init_seeds   # as the search's rows hold it (None with a fixed init)
+        return out.astype({"train_acc": float, "final_loss": float, "diverged": bool})
     res = train_masks(data.X, data.y, widths, masks, init=None if init is None else init.sliced(widths),
                       lrs=[p[0] for p in points], schedules=[p[1] for p in points], seeds=[p[2] for p in points],
                       epochs=grid.epochs, batch_size=grid.batch_size, momentum=grid.momentum,
@@ -1004,7 +1030,7 @@ def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | Non
         "lr": [p[0] for p in points], "schedule": [p[1] for p in points], "seed": [p[2] for p in points],
         "init_seed": init_seeds, "train_acc": res.train_acc.astype(float),
         "heldout_acc": res.heldout_acc.astype(float) if res.heldout_acc is not None else np.nan,
-        "final_loss": res.final_loss.astype(float), "diverged": res.diverged.astype(bool)})
+        "final_loss": res.final_loss.astype(float), "diverged": res.diverged.astype(bool)}, columns=cols)
 
 
 def _argmins(items, key):
@@ -1017,4 +1043,4 @@ def _argmins(items, key):
 __all__ = ["Grid", "Adaptive", "FixedInit", "save_init", "search_masks", "search_widths", "MaskSearchResult",
            "best_init", "best_phase1_run", "BEST_RUN_RULE", "BestInit", "dense_param_count", "phase1_architectures",
            "WidthSearchResult", "MaskRate", "LevelStats", "mask_rates", "masks_reaching",
-           "search_init_seed", "retrain_from_init", "SearchRun"]
+           "search_init_seed", "retrain_from_init", "SearchRun", "RETRAIN_KIND", "MASK_KINDS"]

@@ -218,7 +218,7 @@ CASES = [
     ("search retrain R --run-id a --lrs -1", None),
     ("search retrain R --run-id a --epochs 0", None),
     ("search retrain R --run-id a --schedules bogus", "--schedules"),
-    ("search retrain R --run-id a --out x", "unrecognized arguments"),
+    ("search retrain R --run-id a --out f", "--out f exists and is not a directory"),
     ("search retrain R --run-id a --init-checkpoint nofile.pt", "nofile.pt"),
     ("search retrain R --run-id a --init-checkpoint bad.pt", "bad.pt"),
     # -- search: no or bad phase ----------------------------------------------------------------

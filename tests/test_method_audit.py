@@ -142,7 +142,7 @@ def test_report_section_on_a_small_store(tmp_path):
     assert "| 2-16-16-16-1 | dwf | 2 | 18 | — | — | — | 25 | 0/1 = 0.00" in lines[1]
     assert "— (never reached)" in lines[1]
     dead_id = out["tables"][T]["method_audit"].iloc[1]["missing_run_ids"]
-    assert f"`cubist search retrain {store.path} --run-id {dead_id[:8]} --seeds 10`" in part
+    assert f"`cubist search retrain {store.path} --run-id {dead_id[:8]} --seeds 10 --out RETRAIN`" in part
     others = md.split("### The same for every other method")[1].split("###")[0]
     assert "| 2-3-3-3-1 | gmp |" in others and "3/20 = 0.15 [" in others   # M18 is CR's orbit
     assert "--run-id" not in others
@@ -196,3 +196,28 @@ def test_retrain_cell():
     assert retrain_text({**base, "reached_runs": 0}) == "— (never reached)"
     assert retrain_text({**base, "matched_masks": 1, "retrain_successes": 0, "retrain_runs": 60, "retrain_low": 0.0,
                          "retrain_high": 0.06}) == "0/60 = 0.00 [0.00, 0.06] (1 of 1 masks)"
+
+
+def test_retrain_rows_answer_for_masks_the_search_never_trained():
+    """Rows of ``cubist search retrain --out`` (kind search_retrain) fill the mask-or-weights column
+    for a mask no search trained (DEAD26), count a run the search also trained once, and change no
+    search table."""
+    g = lambda masks, lr, n, k: grid_runs("search_retrain", "retrain", W3, masks, lr, "cosine", n, k)  # noqa: E731
+    dead = g(DEAD26, 0.05, 4, 1)            # DEAD26 from 4 fresh inits: 1 reaches
+    again = g(P20, 0.05, 5, 0)               # the search's own 5 runs of P20, retrained: the same runs
+    extra = g(P20, 0.1, 2, 2)                # and 2 more of P20 at another grid point: both reach
+    base = rows()
+    df = A.normalised(pd.DataFrame(base + dead + again + extra))
+    lrr = A.method_audit(df, T).iloc[1]
+    # CR's orbit 3 of 20, P20 0 of 5 (search) + 2 of 2 (retrain; the 5 repeats counted once), DEAD26 1 of 4
+    assert (lrr["reaching_masks"], lrr["matched_masks"], lrr["retrain_masks"], lrr["retrain_runs"],
+            lrr["retrain_successes"], lrr["missing_run_ids"]) == (3, 3, 3, 31, 6, "")
+    plain = A.normalised(pd.DataFrame(base))
+    for name in ("sparsest_search", "mask_success", "level_success"):
+        got, want = getattr(A, name)(df, T), getattr(A, name)(plain, T)
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+    # retrain rows alone are no search: no bound, nothing searched
+    alone = A.normalised(pd.DataFrame([r for r in base if r["kind"] == "prune"] + dead))
+    assert A.sparsest_search(alone, T).empty
+    lrr = A.method_audit(alone, T).iloc[1]
+    assert np.isnan(lrr["search_nnz"]) and (lrr["matched_masks"], lrr["retrain_runs"]) == (1, 4)

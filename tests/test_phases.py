@@ -3,6 +3,7 @@ import itertools
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import cubist
@@ -461,3 +462,42 @@ def test_search_reads_back_the_runs_another_sweep_stored(tiny, tmp_path, monkeyp
     assert res.trained == full.trained - len(res.levels)               # one run per level came from elsewhere
     assert {n: v.runs for n, v in res.levels.items()} == {n: v.runs for n, v in full.levels.items()}
     assert len(store.done()) == full.trained == len(store.table(["run_id"]))
+
+
+def test_retrain_from_init_stores_rows_that_are_the_searchs_but_of_their_own_kind(tiny, tmp_path):
+    """With a store, retraining keeps each run as a row of kind search_retrain: the same values as
+    without a store and as the search's own row of that mask and grid point (same init), a
+    configuration that differs from the search's only in kind, and nothing trained twice."""
+    grid = Grid(lrs=(0.1,), schedules=("cosine",), seeds=2, epochs=3)
+    search_store = cubist.ResultStore(tmp_path / "s")
+    search_masks((2, 1, 2), 0.99, grid, store=search_store, data=tiny, exhaustive=True, quiet=True,
+                 log=lambda *a: None)
+    srow = search_store.load().sort_values("run_id").iloc[0]
+    widths, masks = tuple(int(w) for w in srow["widths"]), cubist.row_masks(srow)
+    plain = phases.retrain_from_init(widths, masks, grid, data=tiny)
+    store = cubist.ResultStore(tmp_path / "r")
+    kept = phases.retrain_from_init(widths, masks, grid, data=tiny, store=store)
+    pd.testing.assert_frame_equal(kept, plain)
+    rows = store.load().sort_values("seed").reset_index(drop=True)
+    assert len(rows) == 2 and set(rows["kind"]) == {"search_retrain"} and set(rows["method"]) == {"retrain"}
+    from cubist.report.tables import RETRAIN_KIND
+    assert RETRAIN_KIND == phases.RETRAIN_KIND == "search_retrain"
+    mine = rows[rows["seed"] == srow["seed"]].iloc[0]
+    for col in ("train_acc", "final_loss", "heldout_acc", "init_seed", "weights", "mask_bits", "metrics", "engine"):
+        assert mine[col] == srow[col] or (pd.isna(mine[col]) and pd.isna(srow[col])), col
+    a, b = json.loads(mine["config"]), json.loads(srow["config"])
+    assert a.pop("kind") == "search_retrain" and b.pop("kind") == "search_masks"
+    assert a.pop("method") == "retrain" and b.pop("method") == "mask"
+    assert a.pop("params") == {"mask": b["params"]["mask"], "symmetry": "labelled"} and b.pop("params")
+    assert a == b and mine["run_id"] != srow["run_id"]
+    assert phases.SearchRun.from_row(mine).train(tiny)["train_acc"] == mine["train_acc"]   # the row redraws
+    # again: nothing new is trained, the stored values come back
+    calls = []
+    real = phases.run_chunks
+    try:
+        phases.run_chunks = lambda chunks, *a, **k: calls.append(real(chunks, *a, **k)) or calls[-1]
+        again = phases.retrain_from_init(widths, masks, grid, data=tiny, store=store)
+    finally:
+        phases.run_chunks = real
+    assert calls == [[]] and len(store.load()) == 2
+    pd.testing.assert_frame_equal(again, plain)

@@ -100,6 +100,27 @@ def test_retrain_prints_the_mask_from_init(tmp_path, capsys):
     assert summary.endswith(f"{sum(a >= 0.6 for a in accs)} reach 0.6")
 
 
+def test_retrain_out_keeps_the_runs_for_the_audit(tmp_path, capsys):
+    """``--out``: the retrained runs become rows of kind search_retrain (the printed verdict is
+    theirs); a second call trains nothing and stores nothing twice."""
+    import cubist
+    row, widths, masks, np = _spiral_row(tmp_path)
+    argv = ["search", "retrain", str(tmp_path / "store"), "--run-id", row["run_id"][:6], "--epochs", "1",
+            "--lrs", "0.1", "--schedules", "constant", "--seeds", "2", "--details", "--target", "0.6",
+            "--out", str(tmp_path / "retrain")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    kept = cubist.ResultStore(tmp_path / "retrain").load()
+    assert len(kept) == 2 and set(kept["kind"]) == {"search_retrain"} and set(kept["method"]) == {"retrain"}
+    assert all(bytes(b) == bytes(row["mask_bits"]) for b in kept["mask_bits"])
+    for seed in (0, 1):
+        line = next(ln for ln in out.splitlines() if ln.startswith("  lr") and f"constant seed {seed}:" in ln)
+        assert line.split()[-1] == f"{kept.loc[kept['seed'] == seed, 'train_acc'].iloc[0]:.4f}"
+    assert f"rows in {tmp_path / 'retrain'}" in out
+    assert main(argv) == 0 and len(cubist.ResultStore(tmp_path / "retrain").load()) == 2
+    assert capsys.readouterr().out == out
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--run-id", "ffffffff"], "unknown run id ffffffff"),
     (["--run-id", "x", "--lrs", "0"], "lr must be positive"),

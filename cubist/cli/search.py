@@ -80,6 +80,10 @@ def add_parser(sub):
     _add_grid(r, lrs=SweepConfig.__dataclass_fields__["lrs"].default)   # the pruning grid's learning rates
     r.add_argument("--init-checkpoint", metavar="FILE",
                    help="train every run from this saved init instead of fresh ones (as the fixed-init search does)")
+    r.add_argument("--out", metavar="DIR", default=None,
+                   help="also keep the runs in this result store (kind search_retrain: read by the audit's "
+                        "mask-or-weights column, counted by no search table; stored runs are not trained again). "
+                        "Default: print only")
     add_common(r, store=False, device=False, jobs=False)
     r.set_defaults(func=_run_retrain)
 
@@ -282,10 +286,12 @@ def _run_retrain(args):
     from cubist.report.tables import compact_masks, load_results, select_runs
     from cubist.data import DataConfig
     from cubist.stats import reached_target
-    from cubist.store import row_masks
+    from cubist.store import ResultStore, row_masks
 
     from search.phases import FixedInit, retrain_from_init
     grid = _grid(args)
+    if args.out is not None:
+        check_store_dir(args.out)
     init = FixedInit.load(args.init_checkpoint) if args.init_checkpoint else None
     rows = select_runs(load_results(args.results), args.run_id)
     datasets = {}
@@ -302,6 +308,7 @@ def _run_retrain(args):
                 init.sliced(tuple(int(w) for w in row["widths"]))
             except ValueError as e:
                 raise CubistError(f"--init-checkpoint {args.init_checkpoint}: {e}")
+    store = ResultStore(args.out) if args.out is not None else None
     for _, row in rows.iterrows():
         data = datasets[DataConfig.of_row(row)]
         widths = tuple(int(w) for w in row["widths"])
@@ -310,7 +317,7 @@ def _run_retrain(args):
         print(f"run {row['run_id']}: {row['method']} {'-'.join(map(str, widths))}, {int(row['weight_nnz'])} weights "
               f"(effective architecture {','.join(map(str, compact))}), lr {row['lr']:g} {row['schedule']} "
               f"seed {int(row['seed'])}: train accuracy {row['train_acc']:.4f}")
-        res = retrain_from_init(widths, masks, grid, data=data, init=init)
+        res = retrain_from_init(widths, masks, grid, data=data, init=init, store=store)
         if args.details:
             for p in res.itertuples():
                 print(f"  lr {p.lr:<5g} {p.schedule:<8} seed {p.seed}: {p.train_acc:.4f}"
@@ -321,7 +328,7 @@ def _run_retrain(args):
         reaching = int(reached_target(res["train_acc"].to_numpy(), res["diverged"].to_numpy(), args.target).sum())
         print(f"  its mask from init{' checkpoint ' + init.id if init is not None else ''} ({len(res)} runs): "
               f"best {best}, median {median}; "
-              f"{reaching} reach {args.target:g}")
+              f"{reaching} reach {args.target:g}" + (f"; rows in {args.out}" if store is not None else ""))
     return 0
 
 

@@ -289,16 +289,17 @@ def retrain_notes(table: pd.DataFrame, sources=(), methods=None, max_ids: int = 
     missing = t[t["missing_run_ids"].astype(bool)]
     lines = ["`mask from init`: the search's runs of the same masks (the mask itself or, under random inits, its "
              "orbit's representative), each from its own fresh init, pooled over the search's grid. "
-             "`cubist search retrain` prints its verdict and stores no rows, so the audit reads only search "
-             "stores' rows. A method that reaches the target far more often than its masks do from fresh inits "
-             "found weights, not a mask."]
+             "Runs of `cubist search retrain --out` (kind search_retrain: a pruned run's own mask from fresh "
+             "inits, trained as the search trains masks) count here too, in no search table. A method that reaches "
+             "the target far more often than its masks do from fresh inits found weights, not a mask."]
     if len(missing):
         ids = [s.split(",")[0] for s in missing["missing_run_ids"] if s][:max_ids]   # each pair's sparsest
         where = " ".join(os.fspath(s) for s in sources) or "RESULTS"
         pairs = "1 (architecture, method) pair" if len(missing) == 1 else f"{len(missing)} (architecture, method) pairs"
         lines.append(f"No search rows for some masks of {pairs} that reach the "
-                     f"target; the masks of their sparsest such runs from fresh inits (prints, stores nothing): "
-                     f"`cubist search retrain {where} --run-id {','.join(i[:8] for i in ids)} --seeds 10`.")
+                     f"target; to train the masks of their sparsest such runs from fresh inits, and audit again "
+                     f"with RETRAIN among the stores: `cubist search retrain {where} --run-id "
+                     f"{','.join(i[:8] for i in ids)} --seeds 10 --out RETRAIN`.")
     return lines
 
 

@@ -26,6 +26,9 @@ Conventions, the same in every table:
 - search rows are ``kind == "search_masks"`` (phase 2, method ``"mask"``); pruner rows are
   ``kind == "prune"`` with ``method`` the pruner and ``target_nnz`` the budget F. The *level*
   of a pruner run is its budget, or its achieved ``weight_nnz`` when it had no budget;
+- rows of ``kind == "search_retrain"`` (``cubist search retrain --out``: a pruned run's mask trained
+  from init exactly as the search trains masks) count in no search table: only the audit's
+  mask-or-weights column (:func:`method_audit`) reads them, beside the search's rows;
 - the search bound that applies to a pruned architecture ``W`` is the fewest nnz the search
   found at any searched architecture ``V`` that embeds in ``W`` (same depth, ``V_i <= W_i``):
   every mask of ``V`` is also a mask of ``W``, so pruning ``W`` can in principle find it;
@@ -51,6 +54,7 @@ from .symmetry import EXACT_MAX_WIDTH, compact_masks, mask_widths, max_shared_we
 SEARCH_KIND = "search_masks"
 DENSE_KIND = "search_widths"
 PRUNE_KIND = "prune"
+RETRAIN_KIND = "search_retrain"  # search.phases.RETRAIN_KIND: masks of other runs, trained from init
 SEARCH_LABEL = "search"          # the search's row in the headline table
 NEVER = "never reached"          # marker of a method whose runs never reached the target
 NO_RUNS = "no runs"              # marker of an expected method without any rows
@@ -256,6 +260,10 @@ class TargetInputs:
     @cached_property
     def search_rows(self) -> pd.DataFrame:
         return _kind_rows(self.df, SEARCH_KIND, self.target)
+
+    @cached_property
+    def retrain_rows(self) -> pd.DataFrame:
+        return _kind_rows(self.df, RETRAIN_KIND, self.target)
 
     @cached_property
     def per_mask(self) -> pd.DataFrame:
@@ -1034,9 +1042,10 @@ def method_audit(df: pd.DataFrame, target: float, confidence: float = 0.95, *,
       search's rows of the same widths and the same kind of init: the mask itself, or, where both
       draw random inits, its orbit's representative under joint hidden-unit permutations, which
       then trains like it; with a fixed init only the mask itself from that init; ``matched_masks``:
-      the reaching runs' distinct masks that found some), ``retrain_runs``,
-      ``retrain_successes``, ``retrain_rate``, ``retrain_low``, ``retrain_high`` (those masks'
-      search runs, each from its own fresh init, pooled); ``reaching_masks`` (distinct masks of the
+      the reaching runs' distinct masks that found some; the rows of ``cubist search retrain --out``,
+      kind ``search_retrain``, count as the search's, a run the search also trained once),
+      ``retrain_runs``, ``retrain_successes``, ``retrain_rate``, ``retrain_low``, ``retrain_high``
+      (those masks' runs, each from its own fresh init, pooled); ``reaching_masks`` (distinct masks of the
       reaching runs) and ``missing_run_ids`` (comma-joined ids of the reaching runs whose masks have no
       such rows, fewest nnz first, then by id: the runs for ``cubist search retrain``).
 
@@ -1055,7 +1064,12 @@ def method_audit(df: pd.DataFrame, target: float, confidence: float = 0.95, *,
                                               inputs.frontier.iterrows())}
     rates = inputs.rates
     srows = inputs.search_rows
+    if not inputs.retrain_rows.empty:
+        srows = pd.concat([srows, inputs.retrain_rows], ignore_index=True)
     srows = srows.assign(_init=_init_kind(srows["init"]), _succ=srows["_ok"].astype(int))
+    # a retrained mask's run at a grid point the search also trained it at is the same run (same init):
+    # counted once (the search's row comes first)
+    srows = srows.loc[~srows.duplicated(["widths", "_init", "mask", "lr", "schedule", "seed"])]
     counts = srows.groupby(["widths", "_init", "mask"], sort=False).agg(runs=("run_id", "size"),
                                                                         successes=("_succ", "sum"))
     searched = {(w, i): g.droplevel([0, 1]) for (w, i), g in counts.groupby(level=[0, 1], sort=False)}
