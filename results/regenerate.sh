@@ -11,6 +11,9 @@
 #                                              schedule of 8 of the 11 pareto-minimal 99.5% architectures of
 #                                              phase 1); stops at the first level where some run reaches 99.5%
 #   bash results/regenerate.sh widths995       phase 1 read again at 99.5% (no training: the widths store)
+#   bash results/regenerate.sh retrain         the masks of the pruned runs reaching 95% that no search row has
+#                                              trained (results/retrain_missing.py), each from 10 fresh inits
+#                                              on the pruning grid, into results/retrain (read by the audit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -40,5 +43,13 @@ case "$1" in
     out=results/$(name "$2")_995
     cubist search masks --widths "$2" --target 0.995 --adaptive-inits 1,3,10 --keep 0.25 \
       --lrs 0.05,0.1 --schedules cosine --out "$out" --quiet 2>&1 | tee -a "$out.txt" ;;
+  retrain)
+    stores="results/search_333_k10 results/search_323_k10 results/prune results/retrain"
+    # shellcheck disable=SC2086
+    ids=$(python results/retrain_missing.py $(for s in $stores; do [ -d "$s" ] && echo "$s"; done) --target 0.95)
+    if [ -z "$ids" ]; then echo "every reaching mask has rows from init"; exit 0; fi
+    echo "== $(echo "$ids" | tr ',' '\n' | wc -l) masks" | tee -a results/retrain.txt
+    cubist search retrain results/prune --run-id "$ids" --seeds 10 --out results/retrain --quiet \
+      2>&1 | tee -a results/retrain.txt ;;
   *) echo "unknown stage $1" >&2; exit 2 ;;
 esac
