@@ -364,8 +364,8 @@ def search_init_seed(widths, key: str, lr: float, schedule: str, k: int) -> int:
     return run_init_seed("spiral-mlp", [int(w) for w in widths], key, float(lr), schedule, int(k))
 
 
-SEARCH_METHODS = {"search_masks": "mask", "search_widths": "dense", "search_retrain": "retrain"}  # kind -> method
 RETRAIN_KIND = "search_retrain"   # a mask of some other run (a pruner's) trained from init: not part of the search
+SEARCH_METHODS = {"search_masks": "mask", "search_widths": "dense", RETRAIN_KIND: "retrain"}   # kind -> the rows' method
 MASK_KINDS = ("search_masks", RETRAIN_KIND)   # the kinds whose rows name their mask in params
 
 
