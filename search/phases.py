@@ -1005,14 +1005,14 @@ def retrain_from_init(widths, masks, grid: Grid = Grid(), *, data: Dataset | Non
     init_seeds = [search_init_seed(widths, key, lr, sch, k) if init is None else None for lr, sch, k in points]
     cols = ["lr", "schedule", "seed", "init_seed", "train_acc", "heldout_acc", "final_loss", "diverged"]
     if store is not None:
-        configs = [_row_config(RETRAIN_KIND, widths, lr, sch, k, grid, data, init, "labelled", key)
-                   for lr, sch, k in points]
-        chunk = Chunk(widths, [np.broadcast_to(m, (len(points),) + m.shape).copy() for m in masks],
-                      np.array([p[0] for p in points], dtype=np.float64), [p[1] for p in points],
-                      np.array([p[2] for p in points], dtype=np.int64), configs)
-        run_chunks([chunk], store, data, grid, init=init)
-        ids = [run_id(c) for c in configs]
-        got = store.load(cols).set_index("run_id")
+        models = [(masks, lr, sch, k, _row_config(RETRAIN_KIND, widths, lr, sch, k, grid, data, init, "labelled",
+                                                  key)) for lr, sch, k in points]
+        ids = [run_id(m[4]) for m in models]
+        trained = run_chunks(list(_chunked(models, widths, len(models))), store, data, grid, init=init)
+        got = pd.DataFrame([{c: r.get(c) for c in ["run_id"] + cols} for r in trained],
+                           columns=["run_id"] + cols).set_index("run_id")
+        if not set(ids) <= set(got.index):   # stored before: read them back (only then the whole store)
+            got = store.load(cols).set_index("run_id")
         missing = [i for i in ids if i not in got.index]
         if missing:
             raise RuntimeError(f"{len(missing)} retrain runs were neither trained nor stored (e.g. {missing[0]})")
