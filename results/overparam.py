@@ -2,19 +2,26 @@
 
 Equal hidden widths ``W`` in :data:`WIDTHS` (``cubist prune --width W``), the weight budgets
 :data:`BUDGETS` below the width's weight count (:func:`budgets`), every method variant of
-:data:`METHODS` (those of ``results/run_reference.sh``, RigL, FORCE, Iter-SNIP and ProsPr), the
-paper's pruning grid (lr 0.05, 0.1, 0.2 x cosine, step, constant) up to width
-:data:`FULL_GRID_MAX_WIDTH`. Wider
-networks get a **reduced grid**: for each variant the single grid point that did best at
-width :data:`GRID_SOURCE_WIDTH` in the same store (:func:`best_grid_point`: most runs reaching 95%
-train accuracy over all budgets and inits, then the highest mean train accuracy, then the grid
-order), chosen once and frozen in ``OUT/reduced_grid.json`` so that a resume trains the same
-runs; the rows record it (their ``lr`` and ``schedule``). Replicas per chunk: :func:`chunk_size`.
+:data:`METHODS` (those of ``results/run_reference.sh``, RigL, FORCE, Iter-SNIP and ProsPr).
+
+Grid. The paper's pruning grid (lr 0.05, 0.1, 0.2 x cosine, step, constant) at widths up to
+``full_max`` (:data:`FULL_GRID_MAX_WIDTH`, 0 by default: no width); the others get a **reduced
+grid**: for each variant the single grid point that did best in a full-grid source sweep
+(:class:`GridSource`; :func:`best_grid_point`: most runs reaching 95% train accuracy over all its
+budgets and inits, then the highest mean train accuracy, then the grid order), chosen once and
+frozen in ``OUT/reduced_grid.json`` (with the source it came from) so that a resume trains the
+same runs; the rows record it (their ``lr`` and ``schedule``). The default source
+(:data:`REFERENCE_SOURCE`) is the reference sweep at width 16 in ``results/prune``
+(``bash results/run_reference.sh 16``: budgets 15, 20, 25, 30, 40, 50, 65, the full grid, 3
+inits per grid point); ``--full-grid-max-width 32 --grid-from OUT --grid-width 32`` gives the
+design of the paper's grid up to width 32 and width 32's best point above it (126 h of 2 cores).
+Replicas per chunk: :func:`chunk_size`.
 
     python results/overparam.py budgets W            the budgets of width W (comma list)
-    python results/overparam.py plan W VARIANT --out DIR [--seeds K] [--jobs J]
+    python results/overparam.py plan W VARIANT --out DIR [--seeds K] [--jobs J] [SOURCE]
                                                      the cubist prune arguments for one sweep
-    python results/overparam.py grid DIR VARIANT [--seeds K]   the reduced grid point (and why)
+    python results/overparam.py grid DIR VARIANT [SOURCE]   the reduced grid point (and why)
+  SOURCE: [--full-grid-max-width W] [--grid-from STORE] [--grid-width W] [--grid-nnz LIST] [--grid-seeds K]
 """
 from __future__ import annotations
 
@@ -28,20 +35,43 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from dataclasses import dataclass  # noqa: E402
+
 from variants import VARIANTS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WIDTHS = (3, 4, 5, 6, 7, 8, 16, 32, 64, 128, 256)
 BUDGETS = (*range(15, 27), 30, 33, 37, 40, 44, 50, 53, 55, 57, 60, 65)
 LRS = (0.05, 0.1, 0.2)
 SCHEDULES = ("cosine", "step", "constant")
-FULL_GRID_MAX_WIDTH = 32   # wider widths: one grid point per variant (see the header of run_overparam.sh)
-GRID_SOURCE_WIDTH = 32     # the width whose best grid point the reduced grid takes
+FULL_GRID_MAX_WIDTH = 0    # widths up to this get the full grid; wider ones one grid point per variant
 TARGET = 0.95
 GRID_FILE = "reduced_grid.json"
 
 # variant -> cubist prune method flags: results/variants.py (every variant, the 18 reference ones and
 # RigL, FORCE, Iter-SNIP, ProsPr; iterative methods 5 rounds)
 METHODS = VARIANTS
+
+
+@dataclass(frozen=True)
+class GridSource:
+    """The full-grid sweep whose best grid point per variant is the reduced grid: the variant at
+    hidden width ``width``, budgets ``nnz`` (None: :func:`budgets` of that width), the paper's grid
+    and ``seeds`` inits per grid point, in the store ``store`` (every one of its runs must be there)."""
+    store: str
+    width: int = 16
+    nnz: tuple | None = (15, 20, 25, 30, 40, 50, 65)
+    seeds: int = 3
+
+    def describe(self) -> dict:
+        return {"from_store": os.path.relpath(os.path.abspath(self.store), ROOT) if os.path.abspath(self.store)
+                .startswith(str(ROOT)) else os.path.abspath(self.store), "from_width": self.width,
+                "from_nnz": list(self.nnz if self.nnz is not None else budgets(self.width)),
+                "from_seeds": self.seeds}
+
+
+REFERENCE_SOURCE = GridSource(str(ROOT / "results" / "prune"))   # bash results/run_reference.sh 16
 
 
 def widths_of(width: int) -> tuple:
@@ -72,15 +102,13 @@ def chunk_size(n_runs: int, width: int, jobs: int) -> int:
     return max(1, math.ceil(n_runs / n_chunks))
 
 
-def is_full_grid(width: int) -> bool:
-    return width <= FULL_GRID_MAX_WIDTH
-
-
-def sweep_config(width: int, variant: str, lrs=LRS, schedules=SCHEDULES, seeds: int = 3):
-    """The :class:`pruners.runner.SweepConfig` of one sweep, parsed from the flags the script passes."""
+def sweep_config(width: int, variant: str, lrs=LRS, schedules=SCHEDULES, seeds: int = 3, nnz=None):
+    """The :class:`pruners.runner.SweepConfig` of one sweep, parsed from the flags the script passes
+    (budgets ``nnz``, by default :func:`budgets` of the width)."""
     from cubist.cli import build_parser
     from cubist.cli.prune import sweep_config_from_args
-    argv = ["prune", *METHODS[variant].split(), "--width", str(width), "--nnz", _csv(budgets(width)),
+    nnz = budgets(width) if nnz is None else nnz
+    argv = ["prune", *METHODS[variant].split(), "--width", str(width), "--nnz", _csv(nnz),
             "--lrs", _csv(lrs), "--schedules", ",".join(schedules), "--seeds", str(seeds), "--out", "unused"]
     return sweep_config_from_args(build_parser(argv).parse_args(argv))
 
@@ -104,26 +132,35 @@ def best_grid_point(df, target: float = TARGET, lrs=LRS, schedules=SCHEDULES) ->
     return best[1]
 
 
-def reduced_grid(out: str, variant: str, seeds: int = 3) -> dict:
-    """The frozen reduced grid point of ``variant`` in store ``out`` (chosen from width
-    :data:`GRID_SOURCE_WIDTH` the first time, then read from ``OUT/reduced_grid.json``)."""
+def reduced_grid(out: str, variant: str, source: GridSource = REFERENCE_SOURCE) -> dict:
+    """The frozen reduced grid point of ``variant`` for the store ``out``: chosen from ``source``
+    the first time, then read from ``OUT/reduced_grid.json``; a point frozen from another source
+    is an error (one store, one design)."""
     path = os.path.join(out, GRID_FILE)
     chosen = json.load(open(path)) if os.path.exists(path) else {}
+    where = source.describe()
     if variant in chosen:
-        return chosen[variant]
+        point = chosen[variant]
+        was = {k: point.get(k) for k in where}
+        if was != where:
+            raise SystemExit(f"overparam: {path} froze {variant}'s grid point from {was}, not {where}; "
+                             f"use that source or another --out")
+        return point
     from cubist.store import ResultStore
     from pruners.runner import build_runs, load_data
-    cfg = sweep_config(GRID_SOURCE_WIDTH, variant, seeds=seeds)
+    cfg = sweep_config(source.width, variant, seeds=source.seeds, nnz=source.nnz)
     want = {r.run_id for r in build_runs(cfg, load_data(cfg))}
-    store = ResultStore(out)
-    have = want & store.done() if os.path.isdir(out) else set()
+    store = ResultStore(source.store)
+    have = want & store.done() if os.path.isdir(source.store) else set()
     if have != want:
-        raise SystemExit(f"overparam: width {GRID_SOURCE_WIDTH} of {variant} has {len(have)} of its {len(want)} runs "
-                         f"in {out}; run it first (bash results/run_overparam.sh {GRID_SOURCE_WIDTH})")
+        raise SystemExit(f"overparam: the grid source (width {source.width} of {variant} in {source.store}) has "
+                         f"{len(have)} of its {len(want)} runs; run it first (bash results/run_reference.sh "
+                         f"{source.width}, or bash results/run_overparam.sh {source.width} for the matrix's own)")
     df = store.load(["lr", "schedule", "train_acc", "diverged"])
     point = best_grid_point(df[df["run_id"].isin(want)])
-    point.update(from_width=GRID_SOURCE_WIDTH, seeds=seeds, target=TARGET)
+    point.update(where, target=TARGET)
     chosen[variant] = point
+    os.makedirs(out, exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(chosen, f, indent=1, sort_keys=True)
@@ -131,14 +168,16 @@ def reduced_grid(out: str, variant: str, seeds: int = 3) -> dict:
     return point
 
 
-def plan(width: int, variant: str, out: str, seeds: int = 3, jobs: int = 2) -> list[str]:
-    """The ``cubist prune`` arguments of one sweep of the matrix."""
+def plan(width: int, variant: str, out: str, seeds: int = 3, jobs: int = 2,
+         full_max: int = FULL_GRID_MAX_WIDTH, source: GridSource = REFERENCE_SOURCE) -> list[str]:
+    """The ``cubist prune`` arguments of one sweep of the matrix: the full grid up to width
+    ``full_max``, above it the reduced grid point from ``source``."""
     if variant not in METHODS:
         raise SystemExit(f"overparam: unknown variant {variant!r}; choose from {', '.join(METHODS)}")
-    if is_full_grid(width):
+    if width <= full_max:
         lrs, schedules = LRS, SCHEDULES
     else:
-        point = reduced_grid(out, variant, seeds)
+        point = reduced_grid(out, variant, source)
         lrs, schedules = (point["lr"],), (point["schedule"],)
     nnz = budgets(width)
     n_runs = len(nnz) * len(lrs) * len(schedules) * seeds
@@ -149,6 +188,13 @@ def plan(width: int, variant: str, out: str, seeds: int = 3, jobs: int = 2) -> l
 
 def _csv(values) -> str:
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _int_list(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
 
 
 def main(argv=None) -> int:
@@ -166,14 +212,27 @@ def main(argv=None) -> int:
         if name == "plan":
             q.add_argument("--out", required=True)
             q.add_argument("--jobs", type=int, default=2)
-        q.add_argument("--seeds", type=int, default=3)
+            q.add_argument("--seeds", type=int, default=3)
+            q.add_argument("--full-grid-max-width", type=int, default=FULL_GRID_MAX_WIDTH)
+        q.add_argument("--grid-from", default=REFERENCE_SOURCE.store, help="the source sweep's store")
+        q.add_argument("--grid-width", type=int, default=REFERENCE_SOURCE.width)
+        q.add_argument("--grid-nnz", type=_int_list, default=None,
+                       help="the source sweep's budgets (default: results/run_reference.sh's in results/prune, "
+                            "else the matrix's own budgets of --grid-width)")
+        q.add_argument("--grid-seeds", type=int, default=REFERENCE_SOURCE.seeds)
     args = ap.parse_args(argv)
     if args.cmd == "budgets":
         print(_csv(budgets(args.width)))
-    elif args.cmd == "plan":
-        print(" ".join(plan(args.width, args.variant, args.out, args.seeds, args.jobs)))
+        return 0
+    nnz = args.grid_nnz
+    if nnz is None:   # results/run_reference.sh's budgets at widths 8, 16, 32, ... in its store, else the matrix's
+        reference = os.path.abspath(args.grid_from) == os.path.abspath(REFERENCE_SOURCE.store)
+        nnz = REFERENCE_SOURCE.nnz if reference else None
+    source = GridSource(args.grid_from, args.grid_width, nnz, args.grid_seeds)
+    if args.cmd == "plan":
+        print(" ".join(plan(args.width, args.variant, args.out, args.seeds, args.jobs, args.full_grid_max_width, source)))
     else:
-        print(json.dumps(reduced_grid(args.out, args.variant, args.seeds), sort_keys=True))
+        print(json.dumps(reduced_grid(args.out, args.variant, source), sort_keys=True))
     return 0
 
 

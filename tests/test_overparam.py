@@ -1,9 +1,10 @@
 """The over-parameterisation matrix (results/overparam.py, results/run_overparam.sh; issue 12, item 2):
-budgets below the weight count, chunk sizes, the reduced grid's rule and its freezing, the plan
+budgets below the weight count, chunk sizes, the reduced grid's rule, its source and its freezing, the plan
 turned back into a sweep, and chunking at width 64 leaving every run's bits unchanged."""
 import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from pruners.runner import SweepConfig, build_runs, load_data, run_sweep, sweep_
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("overparam", os.path.join(ROOT, "results", "overparam.py"))
 op = importlib.util.module_from_spec(_spec)
+sys.modules["overparam"] = op   # its dataclass looks its module up
 _spec.loader.exec_module(op)
 
 
@@ -66,37 +68,79 @@ def test_best_grid_point_rule():
     assert (op.best_grid_point(df)["lr"], op.best_grid_point(df)["schedule"]) == (0.1, "step")
 
 
-def test_reduced_grid_is_chosen_from_the_store_then_frozen(tmp_path, monkeypatch, one_thread):
-    out = str(tmp_path / "op")
+def test_reduced_grid_is_chosen_from_the_source_then_frozen(tmp_path, monkeypatch, one_thread):
+    out, src = str(tmp_path / "op"), str(tmp_path / "src")
     real = op.sweep_config
 
-    def tiny(width, variant, lrs=op.LRS, schedules=op.SCHEDULES, seeds=3):  # a quick stand-in for width 32
-        return SweepConfig(method="gmp", widths=(2, 3, 3, 3, 1), nnz=(20, 25), lrs=lrs, schedules=schedules,
+    def tiny(width, variant, lrs=op.LRS, schedules=op.SCHEDULES, seeds=3, nnz=None):  # a quick stand-in sweep
+        return SweepConfig(method="gmp", widths=(2, 3, 3, 3, 1), nnz=nnz or (20, 25), lrs=lrs, schedules=schedules,
                            seeds=seeds, epochs=1, subsample=50, device="cpu", method_params={"prune_steps": 2})
     monkeypatch.setattr(op, "sweep_config", tiny)
+    source = op.GridSource(src, width=32, nnz=(20, 25), seeds=1)
     with pytest.raises(SystemExit, match="has 0 of its 18 runs"):
-        op.reduced_grid(out, "gmp", seeds=1)
-    rows = run_sweep(tiny(32, "gmp", seeds=1), store=out)
-    point = op.reduced_grid(out, "gmp", seeds=1)
+        op.reduced_grid(out, "gmp", source)
+    rows = run_sweep(tiny(32, "gmp", seeds=1), store=src)
+    run_sweep(tiny(32, "gmp", lrs=(0.3,), schedules=("cosine",), seeds=1),
+              store=src)   # a run of the source store outside the source sweep: not counted
+    point = op.reduced_grid(out, "gmp", source)
     want = op.best_grid_point(pd.DataFrame(rows))
-    assert {k: point[k] for k in want} == want and point["from_width"] == op.GRID_SOURCE_WIDTH
+    assert {k: point[k] for k in want} == want and want["runs"] == 2
+    assert (point["from_width"], point["from_nnz"], point["from_seeds"]) == (32, [20, 25], 1)
     frozen = json.load(open(os.path.join(out, op.GRID_FILE)))
     assert frozen == {"gmp": point}
-    # frozen: later rows do not change the choice
-    for f in os.listdir(out):
+    # frozen: later rows of the source do not change the choice
+    for f in os.listdir(src):
         if f.startswith("part-"):
-            os.remove(os.path.join(out, f))
-    assert op.reduced_grid(out, "gmp", seeds=1) == point
+            os.remove(os.path.join(src, f))
+    assert op.reduced_grid(out, "gmp", source) == point
+    with pytest.raises(SystemExit, match="froze gmp's grid point"):   # one store, one design
+        op.reduced_grid(out, "gmp", op.GridSource(src, width=16, nnz=(20, 25), seeds=1))
     monkeypatch.setattr(op, "sweep_config", real)
-    args = op.plan(64, "gmp", out, seeds=1, jobs=2)
+    args = op.plan(64, "gmp", out, seeds=1, jobs=2, source=source)
     assert args[args.index("--lrs") + 1] == f"{point['lr']:g}"
     assert args[args.index("--schedules") + 1] == point["schedule"]
+    # up to full_max the paper's whole grid, whatever is frozen
+    args = op.plan(16, "gmp", out, seeds=1, jobs=2, full_max=32, source=source)
+    assert args[args.index("--lrs") + 1] == "0.05,0.1,0.2" and args[args.index("--schedules") + 1] == "cosine,step,constant"
+
+
+def test_default_grid_is_the_reference_sweeps_best_point_at_width_16(tmp_path):
+    """By default every width gets one grid point per variant, chosen from the committed reference
+    sweep (results/prune at width 16, budgets 15..65, full grid, 3 inits): every run of it counted."""
+    from cubist.store import ResultStore
+    out = str(tmp_path / "op")
+    args = op.plan(3, "gmp", out, seeds=3, jobs=2)
+    point = json.load(open(os.path.join(out, op.GRID_FILE)))["gmp"]
+    assert (point["from_store"], point["from_width"], point["from_nnz"]) == ("results/prune", 16, [15, 20, 25, 30, 40, 50, 65])
+    assert point["runs"] == 21   # 7 budgets x 3 inits at the chosen point
+    cfg = op.sweep_config(16, "gmp", nnz=op.REFERENCE_SOURCE.nnz)
+    want = {r.run_id for r in build_runs(cfg, load_data(cfg))}
+    assert len(want) == 7 * 9 * 3
+    df = ResultStore(op.REFERENCE_SOURCE.store).load(["lr", "schedule", "train_acc", "diverged"])
+    df = df[df["run_id"].isin(want)]
+    assert len(df) == len(want)
+    best = op.best_grid_point(df)
+    assert {k: point[k] for k in best} == best
+    assert args[args.index("--lrs") + 1] == f"{best['lr']:g}" and args[args.index("--schedules") + 1] == best["schedule"]
+    assert args[args.index("--nnz") + 1] == ",".join(map(str, range(15, 27)))
+    assert args[args.index("--chunk") + 1] == str(op.chunk_size(12 * 3, 3, 2))
+
+
+def test_cli_sources(tmp_path, capsys):
+    out = str(tmp_path / "op")
+    assert op.main(["plan", "3", "gmp", "--out", out, "--full-grid-max-width", "8"]) == 0
+    assert "--lrs 0.05,0.1,0.2 --schedules cosine,step,constant" in capsys.readouterr().out
+    assert not os.path.exists(os.path.join(out, op.GRID_FILE))   # the full grid needs no source
+    with pytest.raises(SystemExit, match="the grid source .width 32 of gmp in .*has 0 of its 621 runs"):
+        op.main(["plan", "3", "gmp", "--out", out, "--grid-from", out, "--grid-width", "32"])
+    with pytest.raises(SystemExit, match=r"has \d+ of its 189 runs"):   # the reference's 7 budgets at width 32
+        op.main(["plan", "3", "gmp", "--out", out, "--grid-from", op.REFERENCE_SOURCE.store, "--grid-width", "32"])
 
 
 def test_plan_is_a_cubist_prune_command(tmp_path):
     from cubist.cli import build_parser
     from cubist.cli.prune import sweep_config_from_args
-    args = op.plan(16, "imp-wr", str(tmp_path / "op"), seeds=3, jobs=2)
+    args = op.plan(16, "imp-wr", str(tmp_path / "op"), seeds=3, jobs=2, full_max=32)   # the paper's grid
     cfg = sweep_config_from_args(build_parser(["prune", *args]).parse_args(["prune", *args]))
     assert cfg.widths == (2, 16, 16, 16, 1) and list(cfg.nnz) == op.budgets(16)
     assert cfg.lrs == op.LRS and cfg.schedules == op.SCHEDULES and cfg.seeds == 3
@@ -107,7 +151,7 @@ def test_plan_is_a_cubist_prune_command(tmp_path):
     for variant in op.METHODS:   # every variant's flags parse
         op.sweep_config(3, variant, seeds=1)
     with pytest.raises(SystemExit, match="width 32 of gmp"):
-        op.plan(64, "gmp", str(tmp_path / "empty"), seeds=1)
+        op.plan(64, "gmp", str(tmp_path / "empty"), seeds=1, source=op.GridSource(str(tmp_path / "empty"), 32, None))
 
 
 @pytest.mark.parametrize("method,params", [("gmp", {"prune_steps": 3}), ("lrr", {"cycles": 2})])

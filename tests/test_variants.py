@@ -29,9 +29,13 @@ def test_each_variant_parses_and_is_reported_under_its_own_name(variant):
 
 
 def test_reference_variants_are_those_of_the_committed_sweeps():
-    df = ResultStore(ROOT / "results" / "prune").load(["method", "params"])
-    stored = {method_label(m, p) for m, p in zip(df["method"], df["params"])}
-    assert stored == set(variants.REFERENCE) and len(variants.REFERENCE) == 18
+    df = ResultStore(ROOT / "results" / "prune").load(["method", "params", "widths"])
+    label = [method_label(m, p) for m, p in zip(df["method"], df["params"])]
+    assert set(label) == set(variants.VARIANTS) and len(variants.REFERENCE) == 18
+    # the added ones (RigL, FORCE, Iter-SNIP, ProsPr) only at width 16: the over-parameterisation
+    # matrix's grid source (results/overparam.py), every reference one at every reference width
+    added = df[[v in variants.ADDED for v in label]]
+    assert {tuple(w) for w in added["widths"]} == {(2, 16, 16, 16, 1)} and len(added) == 4 * 7 * 9 * 3
     assert set(variants.VARIANTS) == set(variants.REFERENCE) | set(variants.ADDED)
 
 
