@@ -59,7 +59,7 @@ from cubist.masks import dense_weight_count, mask_counts
 from cubist.model import RANDOM_INIT, check_widths, run_init_seed
 from cubist.data import DEFAULT_DATA, HELDOUT_KINDS, DataConfig, Dataset, dataset_id
 from cubist.dispatch import map_unordered, on_cluster
-from cubist.store import ChunkClaims, ResultStore, StoreWriter, make_row, run_id
+from cubist.store import ChunkClaims, ResultStore, StoreWriter, canonical_config, make_row, run_id
 from cubist.train import SCHEDULES, TrainConfig, protocol_field, resolve_device
 
 from .base import MethodConfig, PruneContext, get_method
@@ -242,13 +242,16 @@ def build_runs(cfg: SweepConfig, data: Dataset) -> list[Run]:
     """Every (target, lr, schedule, seed) combination, in that nesting order, each run once."""
     method = get_method(cfg.method)(cfg.method_config())
     params = method.params()
+    # the init seed hashes the params as the run id does: without entries at their
+    # OMITTED_AT_DEFAULT values, so a field added with a default renames no stored run
+    seed_params = canonical_config({"params": params})["params"]
     fixed = cfg.fixed_init()
     runs, ids = [], set()
     for F in cfg.nnz:
         for lr in cfg.lrs:
             for schedule in cfg.schedules:
                 for seed in range(cfg.seeds):
-                    seed_of_run = run_init_seed("prune", cfg.method, params, list(cfg.widths), F, lr, schedule, seed)
+                    seed_of_run = run_init_seed("prune", cfg.method, seed_params, list(cfg.widths), F, lr, schedule, seed)
                     if fixed is None:   # the run's own random init
                         init = {"init_width": cfg.init_width, "init": RANDOM_INIT, "init_seed": seed_of_run}
                     else:               # the checkpoint's slice; the seed only drives the method's randomness

@@ -49,3 +49,30 @@ def test_scripts_read_the_table():
     assert run("flags", "imp-wr").stdout.strip() == "--method imp --rewind step --rewind-step 390 --cycles 5"
     bad = run("flags", "bogus")
     assert bad.returncode != 0 and "unknown variant 'bogus'" in bad.stderr
+
+
+# results/run_reference.sh's sweeps: widths flag, budgets, inits per grid point
+REFERENCE_SWEEPS = {"3": (["--widths", "3,3,3"], "15,20,25", 3), "323": (["--widths", "3,2,3"], "15,18,20", 3),
+                    "8": (["--width", "8"], "15,20,25,30,40,50,65", 3), "16": (["--width", "16"], "15,20,25,30,40,50,65", 3),
+                    "32": (["--width", "32"], "15,20,25,30,40,50,65", 1)}
+
+
+def test_rerunning_the_committed_reference_sweeps_trains_nothing():
+    """Every run the reference sweeps would train today is in results/prune: the run ids and init
+    seeds the code derives equal those of the committed rows (an option added with a default, as
+    snip/grasp's ``reinit``, renames no run and redraws no init)."""
+    from pruners.runner import build_runs, load_data
+    store = ResultStore(ROOT / "results" / "prune")
+    done = store.done()
+    df = store.load(["init_seed"]).set_index("run_id")
+    data = None
+    for width, (arch, nnz, seeds) in REFERENCE_SWEEPS.items():
+        for variant in variants.REFERENCE:
+            argv = ["prune", *variants.flags(variant).split(), *arch, "--nnz", nnz, "--lrs", "0.05,0.1,0.2",
+                    "--schedules", "cosine,step,constant", "--seeds", str(seeds), "--out", "x"]
+            cfg = sweep_config_from_args(build_parser(argv).parse_args(argv))
+            data = data or load_data(cfg)
+            runs = build_runs(cfg, data)
+            missing = [r for r in runs if r.run_id not in done]
+            assert not missing, (width, variant, len(missing), len(runs))
+            assert all(df.loc[r.run_id, "init_seed"] == r.config["init_seed"] for r in runs), (width, variant)
