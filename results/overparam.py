@@ -30,16 +30,14 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from dataclasses import dataclass  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "results"))
 
 from variants import VARIANTS  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 WIDTHS = (3, 4, 5, 6, 7, 8, 16, 32, 64, 128, 256)
 BUDGETS = (*range(15, 27), 30, 33, 37, 40, 44, 50, 53, 55, 57, 60, 65)
@@ -65,10 +63,11 @@ class GridSource:
     seeds: int = 3
 
     def describe(self) -> dict:
-        return {"from_store": os.path.relpath(os.path.abspath(self.store), ROOT) if os.path.abspath(self.store)
-                .startswith(str(ROOT)) else os.path.abspath(self.store), "from_width": self.width,
-                "from_nnz": list(self.nnz if self.nnz is not None else budgets(self.width)),
-                "from_seeds": self.seeds}
+        """What ``reduced_grid.json`` records of the source (the store relative to the checkout)."""
+        store = Path(self.store).resolve()
+        return {"from_store": str(store.relative_to(ROOT) if store.is_relative_to(ROOT) else store),
+                "from_width": self.width, "from_seeds": self.seeds,
+                "from_nnz": list(self.nnz if self.nnz is not None else budgets(self.width))}
 
 
 REFERENCE_SOURCE = GridSource(str(ROOT / "results" / "prune"))   # bash results/run_reference.sh 16

@@ -71,7 +71,8 @@ def test_rerunning_the_committed_reference_sweeps_trains_nothing():
             argv = ["prune", *variants.flags(variant).split(), *arch, "--nnz", nnz, "--lrs", "0.05,0.1,0.2",
                     "--schedules", "cosine,step,constant", "--seeds", str(seeds), "--out", "x"]
             cfg = sweep_config_from_args(build_parser(argv).parse_args(argv))
-            data = data or load_data(cfg)
+            if data is None:
+                data = load_data(cfg)
             runs = build_runs(cfg, data)
             missing = [r for r in runs if r.run_id not in done]
             assert not missing, (width, variant, len(missing), len(runs))
