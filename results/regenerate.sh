@@ -14,6 +14,10 @@
 #   bash results/regenerate.sh retrain         the masks of the pruned runs reaching 95% that no search row has
 #                                              trained (results/retrain_missing.py), each from 10 fresh inits
 #                                              on the pruning grid, into results/retrain (read by the audit)
+#   bash results/regenerate.sh k30 3,2,2 [N]   phase 2 of a smaller architecture, every orbit, 30 inits for every
+#                                              mask and grid point (rates near 1/180 need that many to show), every
+#                                              level, or only up to N weights; the sub-architecture survey behind
+#                                              the masks that pruning at width 3 found below the (3,3,3) search's 20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -51,5 +55,10 @@ case "$1" in
     echo "== $(echo "$ids" | tr ',' '\n' | wc -l) masks" | tee -a results/retrain.txt
     cubist search retrain results/prune --run-id "$ids" --seeds 10 --out results/retrain --quiet \
       2>&1 | tee -a results/retrain.txt ;;
+  k30)
+    out=results/$(name "$2")_k30
+    levels=--exhaustive; [ -n "${3:-}" ] && levels="--max-nnz $3"
+    # shellcheck disable=SC2086
+    cubist search masks --widths "$2" $levels --seeds 30 $grid --out "$out" --quiet 2>&1 | tee "$out.txt" ;;
   *) echo "unknown stage $1" >&2; exit 2 ;;
 esac
