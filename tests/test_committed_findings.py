@@ -50,3 +50,23 @@ def test_width_3_pruned_masks_below_20_reach_95_from_fresh_inits():
                   & (df["widths"] == pruned["widths"])]
         assert len(same) == 4500 and set(same["seed"]) == set(range(500))
         assert int((same["train_acc"] >= 0.95).sum()) == reached
+
+
+@pytest.mark.parametrize("name, widths, levels, masks, runs", [
+    ("search_332_k30", (2, 3, 3, 2, 1), (11, 17), 2486, 447480),
+    ("search_422_k30", (2, 4, 2, 2, 1), (12, 17), 764, 137520),
+    ("search_232_k30", (2, 2, 3, 2, 1), (10, 17), 256, 46080),
+    ("search_223_k30", (2, 2, 2, 3, 1), (10, 17), 105, 18900),
+    ("search_331_k30", (2, 3, 3, 1, 1), (10, 17), 280, 50400),
+])
+def test_the_survey_around_322_reaches_95_nowhere_up_to_17_weights(name, widths, levels, masks, runs):
+    """The rest of the sub-architecture survey (results/README.md): every orbit of these levels,
+    30 inits at each of the 6 grid points, and no run at 95%."""
+    import pyarrow.dataset as ds
+    path = _store(name)
+    t = ds.dataset(path, format="parquet", exclude_invalid_files=True).to_table(
+        columns=["run_id", "widths", "weight_nnz", "train_acc", "seed", "mask_bits"]).to_pandas()
+    assert len(t) == runs and t["run_id"].is_unique and t["train_acc"].max() < 0.95
+    assert {tuple(w) for w in t["widths"]} == {widths} and set(t["seed"]) == set(range(30))
+    assert (t["weight_nnz"].min(), t["weight_nnz"].max()) == levels
+    assert t["mask_bits"].nunique() == masks and (t.groupby("mask_bits").size() == 180).all()
