@@ -221,3 +221,16 @@ def test_retrain_rows_answer_for_masks_the_search_never_trained():
     assert A.sparsest_search(alone, T).empty
     lrr = A.method_audit(alone, T).iloc[1]
     assert np.isnan(lrr["search_nnz"]) and (lrr["matched_masks"], lrr["retrain_runs"]) == (1, 4)
+
+
+def test_rate_text_keeps_small_rates_visible():
+    """Two decimals would print 3 of 4,500 runs as 0.00 [0.00, 0.00]: small values get two
+    significant digits, everything else two decimals (the interval from cubist.stats)."""
+    from cubist.report.audit import rate_text
+    low, high = wilson_interval(3, 4500)
+    assert 0.0002 < low < 0.0003 and 0.001 < high < 0.003
+    assert rate_text(3, 4500, low, high) == f"3/4500 = 0.00067 [{low:.2g}, {high:.2g}]"
+    assert rate_text(0, 90, 0.0, 0.041) == "0/90 = 0.00 [0.00, 0.04]"
+    assert rate_text(1, 30, 0.0059, 0.167) == "1/30 = 0.03 [0.01, 0.17]"
+    assert rate_text(1, 250, 0.0007, 0.022) == "1/250 = 0.004 [0.0007, 0.02]"
+    assert rate_text(0, 0, 0.0, 1.0) == "—"

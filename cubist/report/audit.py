@@ -169,11 +169,17 @@ def text_table(df: pd.DataFrame) -> str:
 
 
 def rate_text(successes, runs, low, high) -> str:
-    """``k/n = rate [low, high]``, a success rate with its interval; a dash without runs."""
+    """``k/n = rate [low, high]``, a success rate with its interval; a dash without runs. Two
+    decimals, but two significant digits for a value in (0, 0.005), which two decimals would show
+    as 0.00 (3/4500 is ``0.00067 [0.00023, 0.002]``, not ``0.00 [0.00, 0.00]``)."""
     if runs is None or pd.isna(runs) or runs == 0 or pd.isna(successes):
         return "—"
     k, n = int(successes), int(runs)
-    return f"{k}/{n} = {k / n:.2f} [{low:.2f}, {high:.2f}]"
+    return f"{k}/{n} = {_prob(k / n)} [{_prob(low)}, {_prob(high)}]"
+
+
+def _prob(x) -> str:
+    return f"{x:.2g}" if 0 < x < 0.005 else f"{x:.2f}"
 
 
 def _rate_cells(t: pd.DataFrame, rate: str, runs: str, low: str, high: str) -> list[str]:
