@@ -21,6 +21,8 @@ Replicas per chunk: :func:`chunk_size`.
     python results/overparam.py plan W VARIANT --out DIR [--seeds K] [--jobs J] [SOURCE]
                                                      the cubist prune arguments for one sweep
     python results/overparam.py grid DIR VARIANT [SOURCE]   the reduced grid point (and why)
+    python results/overparam.py summary DIR [--target T]    per width, each variant's fewest budget with
+                                                     a run reaching T (markdown; results/README.md's table)
   SOURCE: [--full-grid-max-width W] [--grid-from STORE] [--grid-width W] [--grid-nnz LIST] [--grid-seeds K]
 """
 from __future__ import annotations
@@ -196,11 +198,58 @@ def _int_list(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
 
 
+def summary(df, target: float = TARGET, seeds: int = 3) -> list[dict]:
+    """Per width of the matrix rows ``df`` (normalised, as :func:`cubist.report.tables.load_results`
+    gives them): the runs, the variants complete there (every budget x ``seeds`` inits at one grid
+    point), and for each variant its fewest budget with a run reaching ``target`` (train accuracy;
+    a diverged run does not), the runs reaching there of those at that budget, and the fewest
+    effective weights (on an input-to-output path) among them; variants without such a run in
+    ``never``. Variants in :data:`METHODS` order within a budget."""
+    from cubist.stats import reached_target
+    order = {v: i for i, v in enumerate(METHODS)}
+    df = df.assign(width=[w[1] for w in df["widths"]],
+                   reached=reached_target(df["train_acc"], df["diverged"], target))
+    out = []
+    for width, g in sorted(df.groupby("width"), key=lambda x: x[0]):
+        runs_per_variant = g.groupby("method").size()
+        complete = int((runs_per_variant >= len(budgets(int(width))) * seeds).sum())
+        reaching, never = [], []
+        for variant, v in sorted(g.groupby("method"), key=lambda x: order.get(x[0], len(order))):
+            hit = v[v["reached"]]
+            if hit.empty:
+                never.append(variant)
+                continue
+            budget = int(hit["target_nnz"].min())
+            at = v[v["target_nnz"] == budget]
+            reaching.append({"variant": variant, "budget": budget, "reached": int(at["reached"].sum()),
+                             "runs": len(at), "effective": int(hit.loc[hit["target_nnz"] == budget, "effective_nnz"].min())})
+        reaching.sort(key=lambda r: (r["budget"], order.get(r["variant"], len(order))))
+        out.append({"width": int(width), "runs": len(g), "variants": len(runs_per_variant), "complete": complete,
+                    "reaching": reaching, "never": never})
+    return out
+
+
+def summary_markdown(rows: list[dict], target: float = TARGET) -> str:
+    """:func:`summary` as the table of results/README.md."""
+    lines = [f"| width | runs | variants (complete) | reaching {target:g}: fewest budget (reaching/runs there) | never |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        cells = [f"{x['variant']} {x['budget']} ({x['reached']}/{x['runs']}"
+                 + (f"; effective {x['effective']}" if x["effective"] < x["budget"] else "") + ")" for x in r["reaching"]]
+        lines.append(f"| {r['width']} | {r['runs']:,} | {r['variants']} ({r['complete']}) | {', '.join(cells) or 'none'} "
+                     f"| {', '.join(r['never']) or 'none'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("budgets")
     b.add_argument("width", type=int)
+    m = sub.add_parser("summary")
+    m.add_argument("out")
+    m.add_argument("--target", type=float, default=TARGET)
+    m.add_argument("--seeds", type=int, default=3, help="inits per budget of a complete variant")
     for name in ("plan", "grid"):
         q = sub.add_parser(name)
         if name == "plan":
@@ -222,6 +271,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "budgets":
         print(_csv(budgets(args.width)))
+        return 0
+    if args.cmd == "summary":
+        from cubist.report.tables import load_results
+        if not os.path.isdir(args.out):
+            print(f"overparam: no store at {args.out}", file=sys.stderr)
+            return 2
+        print(summary_markdown(summary(load_results([args.out]), args.target, args.seeds), args.target))
         return 0
     nnz = args.grid_nnz
     if nnz is None:   # results/run_reference.sh's budgets at widths 8, 16, 32, ... in its store, else the matrix's

@@ -173,3 +173,32 @@ def test_width_64_runs_are_bit_identical_in_any_chunk(method, params, one_thread
         for k in ("train_acc", "heldout_acc", "final_loss", "weight_nnz", "mask_bits", "weights"):
             assert a[k] == b[k], k
         assert np.frombuffer(a["weights"], "<f4").size == dense_weight_count(cfg["widths"]) + 3 * 64 + 1
+
+
+def test_summary_of_hand_made_rows():
+    """Per width: each variant's fewest budget with a run reaching 95% (a diverged run does not
+    count), the reaching runs of those at that budget, the fewest effective weights among them
+    when below the budget, the variants never reaching, and which variants are complete."""
+    def row(width, method, nnz, acc, eff=None, diverged=False):
+        return {"widths": (2, width, width, width, 1), "method": method, "target_nnz": float(nnz),
+                "train_acc": acc, "diverged": diverged, "effective_nnz": float(eff if eff is not None else nnz)}
+    rows = [row(3, "gmp", f, 0.5) for f in op.budgets(3) for _ in range(3)]          # complete, never
+    rows += [row(3, "lrr", 20, 0.96, 18), row(3, "lrr", 20, 0.97, 19), row(3, "lrr", 20, 0.4),
+             row(3, "lrr", 22, 0.99), row(3, "lrr", 19, 0.99, diverged=True), row(3, "lrr", 18, 0.949)]
+    rows += [row(4, "imp", 40, 0.95), row(4, "gmp", 40, 0.951), row(4, "gmp", 40, 0.2)]
+    got = op.summary(pd.DataFrame(rows))
+    assert [r["width"] for r in got] == [3, 4]
+    w3, w4 = got
+    assert (w3["runs"], w3["variants"], w3["complete"], w3["never"]) == (36 + 6, 2, 1, ["gmp"])
+    assert w3["reaching"] == [{"variant": "lrr", "budget": 20, "reached": 2, "runs": 3, "effective": 18}]
+    # same budget: the variants' order of METHODS (gmp before imp); neither complete
+    assert [(r["variant"], r["reached"], r["runs"]) for r in w4["reaching"]] == [("gmp", 1, 2), ("imp", 1, 1)]
+    assert w4["complete"] == 0 and w4["never"] == []
+    md = op.summary_markdown(got).splitlines()
+    assert md[2] == "| 3 | 42 | 2 (1) | lrr 20 (2/3; effective 18) | gmp |"
+    assert md[3] == "| 4 | 3 | 2 (0) | gmp 40 (1/2), imp 40 (1/1) | none |"
+
+
+def test_summary_cli(tmp_path, capsys):
+    assert op.main(["summary", str(tmp_path / "absent")]) == 2
+    assert capsys.readouterr().err.strip() == f"overparam: no store at {tmp_path / 'absent'}"
