@@ -13,7 +13,9 @@ frozen in ``OUT/reduced_grid.json`` (with the source it came from) so that a res
 same runs; the rows record it (their ``lr`` and ``schedule``). The default source
 (:data:`REFERENCE_SOURCE`) is the reference sweep at width 16 in ``results/prune``
 (``bash results/run_reference.sh 16``: budgets 15, 20, 25, 30, 40, 50, 65, the full grid, 3
-inits per grid point); ``--full-grid-max-width 32 --grid-from OUT --grid-width 32`` gives the
+inits per grid point); a working point of :data:`variants.WORKING_POINTS` has its hyper-parameter
+sweep instead (:data:`SOURCES`: ``results/hparams``, width 16, budgets 20, 30, 50), the sweep it was
+chosen in; ``--full-grid-max-width 32 --grid-from OUT --grid-width 32`` gives the
 design of the paper's grid up to width 32 and width 32's best point above it (126 h of 2 cores).
 Replicas per chunk: :func:`chunk_size`.
 
@@ -39,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "results"))
 
-from variants import VARIANTS  # noqa: E402
+from variants import VARIANTS, WORKING_POINTS  # noqa: E402
 
 WIDTHS = (3, 4, 5, 6, 7, 8, 16, 32, 64, 128, 256)
 BUDGETS = (*range(15, 27), 30, 33, 37, 40, 44, 50, 53, 55, 57, 60, 65)
@@ -50,8 +52,9 @@ TARGET = 0.95
 GRID_FILE = "reduced_grid.json"
 
 # variant -> cubist prune method flags: results/variants.py (every variant, the 18 reference ones and
-# RigL, FORCE, Iter-SNIP, ProsPr; iterative methods 5 rounds)
-METHODS = VARIANTS
+# RigL, FORCE, Iter-SNIP, ProsPr; iterative methods 5 rounds; and the working points that are not a
+# method's defaults, each reported under its method's name: a store of their own)
+METHODS = {**VARIANTS, **WORKING_POINTS}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,22 @@ class GridSource:
 
 
 REFERENCE_SOURCE = GridSource(str(ROOT / "results" / "prune"))   # bash results/run_reference.sh 16
+# a working point's grid source: the hyper-parameter sweep it was chosen in (bash results/run_hparams.sh)
+SOURCES = {v: GridSource(str(ROOT / "results" / "hparams"), 16, (20, 30, 50), 3) for v in WORKING_POINTS}
+
+
+def grid_source(variant: str, store=None, width=None, nnz=None, seeds=None) -> GridSource:
+    """The full-grid sweep ``variant``'s reduced grid point comes from: its own in :data:`SOURCES`,
+    else :data:`REFERENCE_SOURCE`, each field given replacing the default's. Budgets: those given,
+    else those of the known source (:data:`REFERENCE_SOURCE` or the variant's own) whose store it
+    is, else (another store, a matrix's own) :func:`budgets` of the width."""
+    default = SOURCES.get(variant, REFERENCE_SOURCE)
+    store = default.store if store is None else store
+    if nnz is None:
+        known = [s for s in (default, REFERENCE_SOURCE) if os.path.abspath(s.store) == os.path.abspath(store)]
+        nnz = known[0].nnz if known else None
+    return GridSource(store, default.width if width is None else width, nnz,
+                      default.seeds if seeds is None else seeds)
 
 
 def widths_of(width: int) -> tuple:
@@ -133,10 +152,12 @@ def best_grid_point(df, target: float = TARGET, lrs=LRS, schedules=SCHEDULES) ->
     return best[1]
 
 
-def reduced_grid(out: str, variant: str, source: GridSource = REFERENCE_SOURCE) -> dict:
+def reduced_grid(out: str, variant: str, source: GridSource | None = None) -> dict:
     """The frozen reduced grid point of ``variant`` for the store ``out``: chosen from ``source``
+    (default :func:`grid_source` of the variant)
     the first time, then read from ``OUT/reduced_grid.json``; a point frozen from another source
     is an error (one store, one design)."""
+    source = grid_source(variant) if source is None else source
     path = os.path.join(out, GRID_FILE)
     chosen = json.load(open(path)) if os.path.exists(path) else {}
     where = source.describe()
@@ -170,9 +191,9 @@ def reduced_grid(out: str, variant: str, source: GridSource = REFERENCE_SOURCE) 
 
 
 def plan(width: int, variant: str, out: str, seeds: int = 3, jobs: int = 2,
-         full_max: int = FULL_GRID_MAX_WIDTH, source: GridSource = REFERENCE_SOURCE) -> list[str]:
+         full_max: int = FULL_GRID_MAX_WIDTH, source: GridSource | None = None) -> list[str]:
     """The ``cubist prune`` arguments of one sweep of the matrix: the full grid up to width
-    ``full_max``, above it the reduced grid point from ``source``."""
+    ``full_max``, above it the reduced grid point from ``source`` (default :func:`grid_source`)."""
     if variant not in METHODS:
         raise SystemExit(f"overparam: unknown variant {variant!r}; choose from {', '.join(METHODS)}")
     if width <= full_max:
@@ -262,12 +283,13 @@ def main(argv=None) -> int:
             q.add_argument("--jobs", type=int, default=2)
             q.add_argument("--seeds", type=int, default=3)
             q.add_argument("--full-grid-max-width", type=int, default=FULL_GRID_MAX_WIDTH)
-        q.add_argument("--grid-from", default=REFERENCE_SOURCE.store, help="the source sweep's store")
-        q.add_argument("--grid-width", type=int, default=REFERENCE_SOURCE.width)
+        q.add_argument("--grid-from", default=None, help="the source sweep's store (default: results/prune, "
+                       "a working point's results/hparams)")
+        q.add_argument("--grid-width", type=int, default=None, help="its width (default 16)")
         q.add_argument("--grid-nnz", type=_int_list, default=None,
                        help="the source sweep's budgets (default: results/run_reference.sh's in results/prune, "
-                            "else the matrix's own budgets of --grid-width)")
-        q.add_argument("--grid-seeds", type=int, default=REFERENCE_SOURCE.seeds)
+                            "results/run_hparams.sh's in results/hparams, else the matrix's own budgets of --grid-width)")
+        q.add_argument("--grid-seeds", type=int, default=None, help="its inits per grid point (default 3)")
     args = ap.parse_args(argv)
     if args.cmd == "budgets":
         print(_csv(budgets(args.width)))
@@ -279,11 +301,10 @@ def main(argv=None) -> int:
             return 2
         print(summary_markdown(summary(load_results([args.out]), args.target, args.seeds), args.target))
         return 0
-    nnz = args.grid_nnz
-    if nnz is None:   # results/run_reference.sh's budgets at widths 8, 16, 32, ... in its store, else the matrix's
-        reference = os.path.abspath(args.grid_from) == os.path.abspath(REFERENCE_SOURCE.store)
-        nnz = REFERENCE_SOURCE.nnz if reference else None
-    source = GridSource(args.grid_from, args.grid_width, nnz, args.grid_seeds)
+    if args.variant not in METHODS:
+        print(f"overparam: unknown variant {args.variant!r}; choose from {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    source = grid_source(args.variant, args.grid_from, args.grid_width, args.grid_nnz, args.grid_seeds)
     if args.cmd == "plan":
         print(" ".join(plan(args.width, args.variant, args.out, args.seeds, args.jobs, args.full_grid_max_width, source)))
     else:

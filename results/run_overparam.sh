@@ -21,7 +21,13 @@
 # in OUT/reduced_grid.json with its source, passed as --lrs/--schedules, so every row records it.
 # The paper's design, its whole grid up to width 32 and width 32's best point above:
 #   FULL_GRID_MAX_WIDTH=32 GRID_FROM=results/overparam GRID_WIDTH=32 bash results/run_overparam.sh
-# (width 32 complete before 64: the default order does that).
+# (width 32 complete before 64: the default order does that). GRID_FROM, GRID_WIDTH, GRID_NNZ, GRID_SEEDS set
+# the source (results/overparam.py grid_source: by default results/prune's width 16 for every variant of
+# `variants.py list all`, results/hparams' width 16 at budgets 20, 30, 50 for a working point).
+#
+# Working points (issue 12, item 5): PILoT's is K 0.75, not its default (results/README.md, hyper-parameters);
+# it is reported as "pilot", so it has a store of its own (DWF's and LRR's are their defaults: the matrix's rows):
+#   OUT=results/overparam_pilot075 METHODS=pilot-k0.75 bash results/run_overparam.sh 3 4 5 6 7 8 16
 #
 # Time. One worker's CPU seconds per 50-epoch run, from bench/prune_widths.py on its defaults (one
 # process, one torch thread, R = 32 replicas per chunk up to width 16, then 16, 8, 4, 2 at widths
@@ -57,8 +63,11 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-results/overparam}
 JOBS=${JOBS:-2}
 SEEDS=${SEEDS:-3}
-grid_args=(--full-grid-max-width "${FULL_GRID_MAX_WIDTH:-0}" --grid-from "${GRID_FROM:-results/prune}"
-           --grid-width "${GRID_WIDTH:-16}")
+grid_args=(--full-grid-max-width "${FULL_GRID_MAX_WIDTH:-0}")   # the grid source: each variant's own unless set
+[ -z "${GRID_FROM:-}" ] || grid_args+=(--grid-from "$GRID_FROM")
+[ -z "${GRID_WIDTH:-}" ] || grid_args+=(--grid-width "$GRID_WIDTH")
+[ -z "${GRID_NNZ:-}" ] || grid_args+=(--grid-nnz "$GRID_NNZ")
+[ -z "${GRID_SEEDS:-}" ] || grid_args+=(--grid-seeds "$GRID_SEEDS")
 read -ra ALL_METHODS <<< "$(python results/variants.py list all)"   # results/variants.py
 if [ -n "${METHODS:-}" ]; then read -ra METHODS <<< "$METHODS"; else METHODS=("${ALL_METHODS[@]}"); fi
 widths=("$@")

@@ -126,6 +126,40 @@ def test_default_grid_is_the_reference_sweeps_best_point_at_width_16(tmp_path):
     assert args[args.index("--chunk") + 1] == str(op.chunk_size(12 * 3, 3, 2))
 
 
+def test_grid_source_defaults_per_variant(tmp_path):
+    """A reference variant's reduced grid comes from results/prune, a working point's from the
+    hyper-parameter sweep it was chosen in; a field given replaces the default's, and a store of
+    no known source has the matrix's own budgets."""
+    assert op.grid_source("gmp") == op.REFERENCE_SOURCE
+    hp = op.grid_source("pilot-k0.75")
+    assert hp == op.SOURCES["pilot-k0.75"] and hp.store.endswith(os.path.join("results", "hparams"))
+    assert (hp.width, hp.nnz, hp.seeds) == (16, (20, 30, 50), 3)
+    assert op.grid_source("pilot-k0.75", store=op.REFERENCE_SOURCE.store).nnz == op.REFERENCE_SOURCE.nnz
+    other = op.grid_source("gmp", store=str(tmp_path), width=32, seeds=1)
+    assert (other.width, other.nnz, other.seeds) == (32, None, 1)
+    assert op.grid_source("gmp", nnz=(20,)).nnz == (20,)
+
+
+def test_working_point_grid_is_its_hparams_sweeps_best_point(tmp_path):
+    """PILoT at K 0.75 on the matrix: the plan passes the K, and its grid point is the best of the
+    81 K-0.75 runs of results/hparams (found here by their recorded parameters, not by run id)."""
+    from cubist.report.tables import load_results
+    if not os.path.isdir(os.path.join(ROOT, "results", "hparams")):
+        pytest.skip("results/hparams not present")
+    out = str(tmp_path / "op")
+    args = op.plan(7, "pilot-k0.75", out)
+    assert " ".join(args).startswith("--method pilot --pilot-k 0.75 --width 7 ")
+    point = json.load(open(os.path.join(out, op.GRID_FILE)))["pilot-k0.75"]
+    assert (point["from_store"], point["from_nnz"], point["runs"]) == ("results/hparams", [20, 30, 50], 9)
+    df = load_results([os.path.join(ROOT, "results", "hparams")])
+    params = df["params"].map(json.loads)
+    k75 = df[(df["method"] == "pilot") & params.map(lambda p: p.get("pilot_k") == 0.75 and p.get("pilot_alpha0") == 1e-5)]
+    assert len(k75) == 81 and set(k75["target_nnz"]) == {20, 30, 50}
+    best = op.best_grid_point(k75)
+    assert {k: point[k] for k in best} == best
+    assert args[args.index("--lrs") + 1] == f"{best['lr']:g}" and args[args.index("--schedules") + 1] == best["schedule"]
+    assert op.main(["plan", "7", "bogus", "--out", out]) == 2
+
 def test_cli_sources(tmp_path, capsys):
     out = str(tmp_path / "op")
     assert op.main(["plan", "3", "gmp", "--out", out, "--full-grid-max-width", "8"]) == 0

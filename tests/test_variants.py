@@ -28,6 +28,17 @@ def test_each_variant_parses_and_is_reported_under_its_own_name(variant):
     assert (cfg.method_params.get("cycles") == 5) == iterative
 
 
+@pytest.mark.parametrize("variant", list(variants.WORKING_POINTS))
+def test_working_points_parse_and_are_reported_under_their_method(variant):
+    """A working point is a method with other settings, reported under the method's own name: not in
+    the sweeps' "all", so never mixed into a store with the method's default rows."""
+    argv = ["prune", *variants.flags(variant).split(), "--widths", "3,3,3", "--nnz", "20", "--out", "x"]
+    cfg = sweep_config_from_args(build_parser(argv).parse_args(argv))
+    assert method_label(cfg.method, canonical_json(cfg.method_params)) == variant.split("-")[0]
+    assert variant not in variants.VARIANTS
+    if variant == "pilot-k0.75":
+        assert cfg.method_params["pilot_k"] == 0.75
+
 def test_reference_variants_are_those_of_the_committed_sweeps():
     df = ResultStore(ROOT / "results" / "prune").load(["method", "params", "widths"])
     label = [method_label(m, p) for m, p in zip(df["method"], df["params"])]
@@ -46,6 +57,7 @@ def test_scripts_read_the_table():
     run = lambda *a: subprocess.run([sys.executable, str(ROOT / "results" / "variants.py"), *a],  # noqa: E731
                                     capture_output=True, text=True)
     assert run("list", "reference").stdout.split() == list(variants.REFERENCE)
+    assert run("list", "working").stdout.split() == list(variants.WORKING_POINTS)
     assert run("flags", "imp-wr").stdout.strip() == "--method imp --rewind step --rewind-step 390 --cycles 5"
     bad = run("flags", "bogus")
     assert bad.returncode != 0 and "unknown variant 'bogus'" in bad.stderr
