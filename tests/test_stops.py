@@ -182,3 +182,25 @@ def test_jobs_1_sweep_stops_within_seconds_and_keeps_its_rows(tmp_path):
     assert len(rows) == 150 == len({r["run_id"] for r in rows})
     assert not list((out / "_claims").iterdir())   # its claim went with it
 
+
+
+@pytest.mark.parametrize("message", [
+    "1 tasks have been successfully executed  but not used. Additionally, 4 tasks which were still being "
+    "processed by the workers have been cancelled. You could benefit from adjusting the input task iterator "
+    "to limit unnecessary computation time.",
+    "4 tasks which were still being processed by the workers have been cancelled. You could benefit from "
+    "adjusting the input task iterator to limit unnecessary computation time.",
+    "2 tasks have been successfully executed  but not used. You could benefit from adjusting the input task "
+    "iterator to limit unnecessary computation time.",
+], ids=["finished-and-cancelled", "cancelled", "finished"])
+def test_joblibs_stop_warnings_are_silenced_in_every_form(message):
+    # the forms joblib's generator writes when a stop drops it (joblib.parallel._warn_exit_early); the
+    # one-line stop message must stand alone on stderr whichever a stop hits
+    import warnings
+    from cubist.cli import quiet_joblib_stop_warning
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_joblib_stop_warning()
+        warnings.warn(message, UserWarning)
+        warnings.warn("some other warning", UserWarning)
+    assert [str(w.message) for w in seen] == ["some other warning"]

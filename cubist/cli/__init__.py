@@ -90,11 +90,20 @@ def _stopped(signum: int) -> int:
     return 128 + signum
 
 
+def quiet_joblib_stop_warning() -> None:
+    """A stop cancels the chunks in flight on purpose: joblib's warning about them is no news.
+
+    Its message starts with the count of tasks finished but not yet handed back when there are
+    any ("1 tasks have been successfully executed  but not used. Additionally, 4 tasks which
+    ..."), else with the count cancelled ("4 tasks which were still being processed ...").
+    """
+    warnings.filterwarnings("ignore", message=r"\d+ tasks (have been successfully executed|which were still being "
+                            r"processed by the workers)", category=UserWarning)
+
+
 def main(argv=None) -> int:
     old = _install_stop_handlers()
-    # a stop cancels the chunks in flight on purpose: joblib's warning about them is no news
-    warnings.filterwarnings("ignore", message=r"\d+ tasks which were still being processed by the workers",
-                            category=UserWarning)
+    quiet_joblib_stop_warning()
     try:
         return _main(argv)
     except Stopped as e:
