@@ -183,7 +183,6 @@ def test_jobs_1_sweep_stops_within_seconds_and_keeps_its_rows(tmp_path):
     assert not list((out / "_claims").iterdir())   # its claim went with it
 
 
-
 @pytest.mark.parametrize("message", [
     "1 tasks have been successfully executed  but not used. Additionally, 4 tasks which were still being "
     "processed by the workers have been cancelled. You could benefit from adjusting the input task iterator "
