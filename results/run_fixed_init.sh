@@ -30,6 +30,12 @@
 #                --jobs 2 --quiet
 #          every run the width-W slice of the same init; the 3 seed indices are 3 data orders per
 #          grid point (12 budgets x 9 grid points x 3 = 324 runs per method and width; 11,664 runs).
+#          PRUNE_GRID=results/overparam: each variant at the one grid point the matrix froze for it
+#          (results/overparam/reduced_grid.json: its best point in results/prune at width 16, random
+#          inits), 36 runs per method and width; METHODS may then name any of `variants.py list all`
+#          (the 22 of the matrix: 1,584 runs), e.g.
+#            STAGES=prune PRUNE_GRID=results/overparam METHODS="$(python results/variants.py list all)" \
+#              bash results/run_fixed_init.sh
 #
 # Time on this 2-core machine. A timed slice (OUT=/tmp/..., JOBS=2, beside other sweeps: load
 # average 5-10, so every number here is several times an idle machine's):
@@ -66,6 +72,7 @@ SEEDS=${SEEDS:-3}                           # data orders per grid point (the in
 EPOCHS=${EPOCHS:-50}
 SEARCH_LRS=${SEARCH_LRS:-0.05,0.1}          # the search's grid
 PRUNE_LRS=${PRUNE_LRS:-0.05,0.1,0.2}        # the pruning grid
+PRUNE_GRID=${PRUNE_GRID:-}                  # a matrix store: each variant at its frozen reduced grid point instead
 SCHEDULES=${SCHEDULES:-cosine,step,constant}
 NNZ=${NNZ:-15,16,17,18,19,20,21,22,23,24,25,26}   # the paper's fixed-init budgets at 95%
 MAX_NNZ=${MAX_NNZ:-}                        # phase 2: only levels up to this total weight nnz (slices)
@@ -118,10 +125,14 @@ if want masks; then
 fi
 
 if want prune; then
-  grid="--lrs $PRUNE_LRS --schedules $SCHEDULES --seeds $SEEDS --epochs $EPOCHS"
   for arch in "--widths $OPT_WIDTHS" "--width 16"; do
     for m in "${METHODS[@]}"; do
-      echo "== prune $m $arch from $INIT"
+      grid="--lrs $PRUNE_LRS --schedules $SCHEDULES --seeds $SEEDS --epochs $EPOCHS"
+      if [ -n "$PRUNE_GRID" ]; then   # the matrix's point (results/overparam.py grid): lr and schedule
+        point=$(python results/overparam.py grid "$PRUNE_GRID" "$m" | python -c 'import json, sys; p = json.load(sys.stdin); print(p["lr"], p["schedule"])')
+        grid="--lrs ${point% *} --schedules ${point#* } --seeds $SEEDS --epochs $EPOCHS"
+      fi
+      echo "== prune $m $arch from $INIT ($grid)"
       # shellcheck disable=SC2046,SC2086
       cubist prune $(flags_for "$m") $arch --nnz "$NNZ" $grid --init-checkpoint "$INIT" \
         --out "$OUT/prune" --jobs "$JOBS" --quiet

@@ -1,0 +1,33 @@
+"""results/run_fixed_init.sh's prune stage on a reduced grid (PRUNE_GRID=a matrix store): each variant
+runs at the one grid point that store froze for it, every run from the saved init."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from cubist.store import ResultStore
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_prune_stage_runs_each_variant_at_its_frozen_point(tmp_path):
+    out, grid = tmp_path / "fi", tmp_path / "op"
+    out.mkdir()
+    grid.mkdir()
+    shutil.copy(os.path.join(ROOT, "results", "fixed_init", "init_333.pt"), out / "init_333.pt")
+    frozen = json.load(open(os.path.join(ROOT, "results", "overparam", "reduced_grid.json")))
+    assert (frozen["gmp"]["lr"], frozen["gmp"]["schedule"]) != (0.2, "step")
+    frozen["gmp"].update(lr=0.2, schedule="step")   # not the committed point: the script must read this file
+    (grid / "reduced_grid.json").write_text(json.dumps(frozen))
+    env = dict(os.environ, OUT=str(out), STAGES="prune", PRUNE_GRID=str(grid), METHODS="gmp", NNZ="20",
+               SEEDS="1", EPOCHS="1", JOBS="1", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    done = subprocess.run(["bash", os.path.join(ROOT, "results", "run_fixed_init.sh")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("--lrs 0.2 --schedules step --seeds 1 --epochs 1") == 2, done.stdout
+    df = ResultStore(str(out / "prune")).load()
+    assert sorted(tuple(w) for w in df["widths"]) == [(2, 3, 3, 3, 1), (2, 16, 16, 16, 1)]
+    assert set(df["lr"]) == {0.2} and set(df["schedule"]) == {"step"} and set(df["target_nnz"]) == {20}
+    assert set(df["init"]) == {"checkpoint:91da1f65c686a936"}
+    assert (df["weight_nnz"] == 20).all()
