@@ -24,7 +24,8 @@
 #          phase 2: A = the fewest-weights architecture phase 1 found reaching 0.95 (read from
 #          widths.txt; the paper's was 3,2,2: 4,375 labelled masks), every labelled mask (orbits are
 #          refused with a fixed init), sparsest level first, stopping after the first level reached.
-#  prune   for each METHOD of results/run_reference.sh (18 variants) and W in (--widths 3,3,3) (--width 16):
+#  prune   for each METHOD of results/run_reference.sh (18 variants) and W in (--widths 3,3,3) (--width 16)
+#          (PRUNE_AT="opt 16"; e.g. PRUNE_AT=16 for width 16 alone):
 #          cubist prune FLAGS(METHOD) W --nnz 15,16,...,26 --lrs 0.05,0.1,0.2 --schedules cosine,step,constant
 #                --seeds 3 --init-checkpoint results/fixed_init/init_333.pt --out results/fixed_init/prune
 #                --jobs 2 --quiet
@@ -72,6 +73,7 @@ SEEDS=${SEEDS:-3}                           # data orders per grid point (the in
 EPOCHS=${EPOCHS:-50}
 SEARCH_LRS=${SEARCH_LRS:-0.05,0.1}          # the search's grid
 PRUNE_LRS=${PRUNE_LRS:-0.05,0.1,0.2}        # the pruning grid
+PRUNE_AT=${PRUNE_AT:-opt 16}                # the prune stage's architectures: opt (OPT_WIDTHS), or equal widths W
 PRUNE_GRID=${PRUNE_GRID:-}                  # a matrix store: each variant at its frozen reduced grid point instead
 SCHEDULES=${SCHEDULES:-cosine,step,constant}
 NNZ=${NNZ:-15,16,17,18,19,20,21,22,23,24,25,26}   # the paper's fixed-init budgets at 95%
@@ -125,7 +127,11 @@ if want masks; then
 fi
 
 if want prune; then
-  for arch in "--widths $OPT_WIDTHS" "--width 16"; do
+  archs=()
+  for a in $PRUNE_AT; do
+    if [ "$a" = opt ]; then archs+=("--widths $OPT_WIDTHS"); else archs+=("--width $a"); fi
+  done
+  for arch in "${archs[@]}"; do
     for m in "${METHODS[@]}"; do
       grid="--lrs $PRUNE_LRS --schedules $SCHEDULES --seeds $SEEDS --epochs $EPOCHS"
       if [ -n "$PRUNE_GRID" ]; then   # the matrix's point (results/overparam.py grid): lr and schedule

@@ -1,5 +1,6 @@
 """results/run_fixed_init.sh's prune stage on a reduced grid (PRUNE_GRID=a matrix store): each variant
-runs at the one grid point that store froze for it, every run from the saved init."""
+runs at the one grid point that store froze for it, every run from the saved init; PRUNE_AT picks the
+architectures."""
 import json
 import os
 import shutil
@@ -31,3 +32,13 @@ def test_prune_stage_runs_each_variant_at_its_frozen_point(tmp_path):
     assert set(df["lr"]) == {0.2} and set(df["schedule"]) == {"step"} and set(df["target_nnz"]) == {20}
     assert set(df["init"]) == {"checkpoint:91da1f65c686a936"}
     assert (df["weight_nnz"] == 20).all()
+
+    env.update(OUT=str(tmp_path / "fi8"), PRUNE_AT="8")   # one architecture only: equal widths 8
+    (tmp_path / "fi8").mkdir()
+    shutil.copy(out / "init_333.pt", tmp_path / "fi8" / "init_333.pt")
+    done = subprocess.run(["bash", os.path.join(ROOT, "results", "run_fixed_init.sh")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("== prune gmp --width 8 from") == 1 and "--widths" not in done.stdout, done.stdout
+    df = ResultStore(str(tmp_path / "fi8" / "prune")).load()
+    assert [tuple(w) for w in df["widths"]] == [(2, 8, 8, 8, 1)]
