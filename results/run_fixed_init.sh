@@ -131,16 +131,20 @@ if want prune; then
   for a in $PRUNE_AT; do
     if [ "$a" = opt ]; then archs+=("--widths $OPT_WIDTHS"); else archs+=("--width $a"); fi
   done
+  declare -A grid   # each variant's grid, looked up once, before any training
+  for m in "${METHODS[@]}"; do
+    grid[$m]="--lrs $PRUNE_LRS --schedules $SCHEDULES"
+    if [ -n "$PRUNE_GRID" ]; then   # the matrix's point (results/overparam.py grid): lr and schedule
+      grid[$m]=$(python results/overparam.py grid "$PRUNE_GRID" "$m" |
+                 python -c 'import json, sys; p = json.load(sys.stdin); print("--lrs", p["lr"], "--schedules", p["schedule"])')
+    fi
+    grid[$m]+=" --seeds $SEEDS --epochs $EPOCHS"
+  done
   for arch in "${archs[@]}"; do
     for m in "${METHODS[@]}"; do
-      grid="--lrs $PRUNE_LRS --schedules $SCHEDULES --seeds $SEEDS --epochs $EPOCHS"
-      if [ -n "$PRUNE_GRID" ]; then   # the matrix's point (results/overparam.py grid): lr and schedule
-        point=$(python results/overparam.py grid "$PRUNE_GRID" "$m" | python -c 'import json, sys; p = json.load(sys.stdin); print(p["lr"], p["schedule"])')
-        grid="--lrs ${point% *} --schedules ${point#* } --seeds $SEEDS --epochs $EPOCHS"
-      fi
-      echo "== prune $m $arch from $INIT ($grid)"
+      echo "== prune $m $arch from $INIT (${grid[$m]})"
       # shellcheck disable=SC2046,SC2086
-      cubist prune $(flags_for "$m") $arch --nnz "$NNZ" $grid --init-checkpoint "$INIT" \
+      cubist prune $(flags_for "$m") $arch --nnz "$NNZ" ${grid[$m]} --init-checkpoint "$INIT" \
         --out "$OUT/prune" --jobs "$JOBS" --quiet
     done
   done
